@@ -1,0 +1,1 @@
+"""The controller's REST API (+ SSE streams); the CLI and the dashboard are its clients."""

@@ -1,0 +1,54 @@
+"""How the CLI shows things to people (rich tables); scripts use --json instead."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from farmhand.units import format_duration
+
+HEALTH_STYLE = {"healthy": "green", "unhealthy": "red", "unknown": "yellow"}
+STATE_STYLE = {"running": "green", "starting": "yellow", "pending": "yellow", "draining": "cyan", "stopping": "magenta"}
+
+
+def status_tables(console: Console, status: dict[str, Any]) -> None:
+    title = f"farm {status['farm']}" + (" (shutting down)" if status.get("shutting_down") else "")
+    roles = Table(title=title, title_justify="left")
+    for column in ("role", "wanted", "running", "healthy", "load balancer", "note"):
+        roles.add_column(column)
+    for role in status["roles"]:
+        note = ""
+        if role.get("backoff_until"):
+            note = f"backing off {format_duration(max(0, role['backoff_until'] - status['time']))} " \
+                   f"({role['failures']} failures)"
+        lb = role["lb"] or "-"
+        stats = role.get("lb_stats") or {}
+        if role["lb"] and isinstance(stats.get("requests_per_second"), (int, float)):
+            lb += f"  {stats['requests_per_second']:.0f} req/s"
+        roles.add_row(role["name"], str(role["wanted"]), str(role["running"]), str(role["healthy"]), lb, note)
+    console.print(roles)
+    nodes = Table(title="nodes", title_justify="left")
+    for column in ("node", "role", "host", "pid", "port", "state", "health", "uptime", "restarts"):
+        nodes.add_column(column)
+    for node in status["nodes"]:
+        state = f"[{STATE_STYLE.get(node['state'], 'white')}]{node['state']}[/]"
+        health = f"[{HEALTH_STYLE.get(node['health'], 'white')}]{node['health']}[/]"
+        uptime = format_duration(node["uptime"]) if node.get("uptime") else "-"
+        nodes.add_row(node["id"], node["role"], node["host"], str(node["pid"] or "-"), str(node["port"] or "-"),
+                      state, health, uptime, str(node["restarts"]))
+    console.print(nodes)
+    hosts = Table(title="hosts", title_justify="left")
+    for column in ("host", "driver", "address", "state", "nodes"):
+        hosts.add_column(column)
+    for host in status["hosts"]:
+        state = host["state"] + (f" ({host['reason']})" if host.get("reason") else "")
+        hosts.add_row(host["name"], host["driver"], str(host.get("address") or "-"), state, str(host.get("nodes", "")))
+    console.print(hosts)
+
+
+def event_line(event: dict[str, Any]) -> str:
+    stamp = time.strftime("%H:%M:%S", time.localtime(event["ts"])) + f".{int(event['ts'] * 1000) % 1000:03d}"
+    return f"{stamp}  {event['kind']:<18} {event['message']}"

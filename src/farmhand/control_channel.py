@@ -1,0 +1,70 @@
+"""The local control channel between the controller and data-plane processes.
+
+Load balancers and gates run in their own processes so they outlive the controller
+(DESIGN.md rule 2); the controller reaches them over a Unix socket that speaks JSON lines:
+one request object per line (``{"op": "...", ...}``), one answer object per line
+(``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``). A restarted controller simply
+connects again: the socket path is the only thing it needs to know.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from farmhand.errors import LbError
+
+Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+MAX_LINE = 16 << 20
+
+
+async def serve(path: str | Path, handler: Handler) -> asyncio.AbstractServer:
+    """Answer requests on ``path`` with ``handler`` (which returns the answer's fields)."""
+    path = Path(path)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+    async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while line := await reader.readline():
+                try:
+                    request = json.loads(line)
+                    answer = {"ok": True, **(await handler(request))}
+                except Exception as error:  # an answer, not a crash: the channel stays up
+                    answer = {"ok": False, "error": f"{type(error).__name__}: {error}"}
+                writer.write(json.dumps(answer).encode() + b"\n")
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_unix_server(on_client, path=str(path), limit=MAX_LINE)
+    os.chmod(path, 0o600)
+    return server
+
+
+async def call(path: str | Path, request: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+    """Send one request and return the answer; ``LbError`` when nobody answers or it fails."""
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_unix_connection(str(path), limit=MAX_LINE)
+            try:
+                writer.write(json.dumps(request).encode() + b"\n")
+                await writer.drain()
+                line = await reader.readline()
+            finally:
+                writer.close()
+    except (OSError, TimeoutError) as error:
+        raise LbError(f"control channel {path}: no answer to {request.get('op')!r} ({error})") from error
+    if not line:
+        raise LbError(f"control channel {path}: closed without answering {request.get('op')!r}")
+    answer: dict[str, Any] = json.loads(line)
+    if not answer.get("ok"):
+        raise LbError(f"control channel {path}: {request.get('op')!r} failed: {answer.get('error')}")
+    return answer

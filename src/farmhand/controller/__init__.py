@@ -1,0 +1,1 @@
+"""The controller: observe the world, decide (purely), act; one tick at a time."""

@@ -1,0 +1,167 @@
+"""Act: carry out the decided actions. Each one is written to the store first, then done,
+so a controller that dies between the two finds the intent and finishes the job."""
+
+from __future__ import annotations
+
+import logging
+
+from farmhand.controller.context import FarmContext
+from farmhand.controller.decide import actions as a
+from farmhand.controller.decide.backoff import backoff_delay
+from farmhand.drivers.base import NodeLaunch, RunningNode
+from farmhand.errors import DriverError, FarmhandError, PortInUse
+from farmhand.records import NodeRecord, NodeState, OnStop, RoleState
+from farmhand.units import format_duration
+
+log = logging.getLogger(__name__)
+
+
+class Actor:
+    def __init__(self, ctx: FarmContext) -> None:
+        self.ctx = ctx
+
+    async def run(self, actions: list[a.Action]) -> None:
+        for action in actions:
+            try:
+                await self.one(action)
+            except FarmhandError as error:
+                self.ctx.events.add("controller.error", f"{type(action).__name__}: {error}")
+
+    async def one(self, action: a.Action) -> None:
+        ctx, now = self.ctx, self.ctx.clock.now()
+        match action:
+            case a.CreateNode():
+                node = NodeRecord(action.node_id, action.role, action.host, NodeState.PENDING,
+                                  action.fingerprint, now, now, reason=action.reason)
+                ctx.store.put_node(node)
+                ctx.events.add("node.created", f"{node.id} on {node.host}: {action.reason}", node.role, node.id)
+            case a.StartNode():
+                await self._start(action.node_id, now)
+            case a.MarkRunning():
+                if ready := self._node(action.node_id):
+                    node = ready
+                    ctx.store.put_node(node.replace(state=NodeState.RUNNING, state_since=now))
+                    took = f" after {format_duration(now - node.state_since)}" if now > node.state_since else ""
+                    ctx.events.add("node.ready", f"{node.id} is ready{took}", node.role, node.id)
+            case a.NodeFailed():
+                if failed := self._node(action.node_id):
+                    node = failed
+                    ctx.store.put_node(node.replace(state=NodeState.PENDING, state_since=now, pid=None,
+                                                    started_at=None, restarts=node.restarts + 1, reason=action.reason))
+                    ctx.events.add("node.failed", f"{node.id} {action.reason}; restarting it (restart {node.restarts + 1})",
+                                   node.role, node.id)
+            case a.DrainNode():
+                if draining := self._node(action.node_id):
+                    node = draining
+                    ctx.store.put_node(node.replace(state=NodeState.DRAINING, state_since=now, on_stop=action.on_stop,
+                                                    reason=action.reason))
+                    ctx.events.add("node.draining", f"{node.id} draining: {action.reason}", node.role, node.id)
+            case a.StopNode():
+                await self._stop(action, now)
+            case a.KillNode():
+                if killed := self._node(action.node_id):
+                    node = killed
+                    ctx.store.put_node(node.replace(killed=True))
+                    await self._signal(node, "KILL")
+                    ctx.events.add("node.killed", f"{node.id} killed: {action.reason}", node.role, node.id)
+            case a.NodeGone():
+                self._gone(action, now)
+            case a.SetRole():
+                current = ctx.store.roles().get(action.role, RoleState(action.role))
+                ctx.store.put_role(RoleState(action.role, current.wanted, action.failures, action.backoff_until,
+                                             action.next_index))
+            case a.Note():
+                ctx.events.add(action.kind, action.message, action.role, action.node)
+
+    def _node(self, node_id: str) -> NodeRecord | None:
+        return self.ctx.store.node(node_id)
+
+    async def _start(self, node_id: str, now: float) -> None:
+        ctx = self.ctx
+        node = self._node(node_id)
+        role = ctx.spec.roles.get(node.role) if node else None
+        driver = ctx.drivers.get(node.host) if node else None
+        if node is None or role is None or driver is None:
+            return
+        try:
+            port = await self._port_for(node)
+        except DriverError as error:
+            self._start_failed(node, str(error), now)
+            return
+        node = node.replace(state=NodeState.STARTING, state_since=now, port=port, killed=False)
+        ctx.store.put_node(node)
+        values = {"port": port if port is not None else "", "node": node.id, "role": node.role, "host": driver.address}
+        launch = NodeLaunch(
+            node_id=node.id,
+            role=node.role,
+            command=role.command.format(**values),
+            env={k: v.format(**values) if "{" in v else v for k, v in role.env.items()},
+            workdir=role.workdir,
+            port=port,
+        )
+        try:
+            running = await driver.start(launch)
+        except DriverError as error:
+            self._start_failed(node, str(error), now)
+            return
+        ctx.store.put_node(node.replace(pid=running.pid, started_at=running.started_at))
+        where = f" on port {port}" if port else ""
+        ctx.events.add("node.started", f"{node.id} started on {node.host}{where} (pid {running.pid})", node.role, node.id)
+
+    async def _port_for(self, node: NodeRecord) -> int | None:
+        ctx = self.ctx
+        role = ctx.spec.roles[node.role]
+        driver = ctx.drivers[node.host]
+        if role.port == "none":
+            return None
+        if isinstance(role.port, int):
+            if not await driver.port_is_free(role.port):
+                raise PortInUse(node.host, role.port)
+            return role.port
+        taken = {n.port for n in ctx.store.nodes() if n.host == node.host and n.port and n.id != node.id}
+        if node.port and node.port not in taken and await driver.port_is_free(node.port):
+            return node.port
+        return await driver.pick_free_port(taken)
+
+    def _start_failed(self, node: NodeRecord, reason: str, now: float) -> None:
+        """A start that failed before any process ran counts as an early failure."""
+        ctx = self.ctx
+        ctx.store.put_node(node.replace(state=NodeState.PENDING, state_since=now, pid=None, reason=reason))
+        role_state = ctx.store.roles().get(node.role, RoleState(node.role))
+        failures = role_state.failures + 1
+        delay = backoff_delay(failures, ctx.spec.farm.restart_backoff, ctx.spec.farm.restart_backoff_max)
+        ctx.store.put_role(RoleState(node.role, role_state.wanted, failures, now + delay, role_state.next_index))
+        ctx.events.add("node.start_failed", f"{node.id} could not start: {reason}; next try in {format_duration(delay)}",
+                       node.role, node.id)
+
+    async def _stop(self, action: a.StopNode, now: float) -> None:
+        node = self._node(action.node_id)
+        if node is None:
+            return
+        role = self.ctx.spec.roles.get(node.role)
+        self.ctx.store.put_node(node.replace(state=NodeState.STOPPING, state_since=now, on_stop=action.on_stop,
+                                             killed=False, reason=action.reason))
+        kind = "node.unhealthy" if action.failure else "node.stopping"
+        then = "; restarting it" if action.on_stop == OnStop.RESTART else ""
+        self.ctx.events.add(kind, f"{node.id} stopping: {action.reason}{then}", node.role, node.id)
+        await self._signal(node, role.stop_signal if role else "TERM")
+
+    async def _signal(self, node: NodeRecord, signame: str) -> None:
+        driver = self.ctx.drivers.get(node.host)
+        if driver is None or node.pid is None:
+            return
+        await driver.signal(RunningNode(node.id, node.pid, node.started_at or 0.0), signame)
+
+    def _gone(self, action: a.NodeGone, now: float) -> None:
+        ctx = self.ctx
+        node = self._node(action.node_id)
+        if node is None:
+            return
+        if action.on_stop == OnStop.RESTART:
+            ctx.store.put_node(node.replace(state=NodeState.PENDING, state_since=now, pid=None, started_at=None,
+                                            restarts=node.restarts + 1, on_stop=OnStop.REMOVE, killed=False))
+            return
+        ctx.store.delete_node(node.id)
+        if node.pid is not None:
+            ctx.events.add("node.stopped", f"{node.id} stopped ({node.reason})" if node.reason else f"{node.id} stopped",
+                           node.role, node.id)

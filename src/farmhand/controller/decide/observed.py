@@ -1,0 +1,43 @@
+"""What the controller saw this tick, as plain records for the decisions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from farmhand.records import Health
+
+
+@dataclass(frozen=True)
+class NodeSeen:
+    """One node as its host and its checks report it."""
+
+    alive: bool
+    exit_code: int | None = None
+    health: Health = Health.UNKNOWN
+    health_detail: str = ""
+    in_flight: int = 0
+    """Requests or connections open through the role's load balancer (for draining)."""
+    log_tail: str = ""
+
+
+@dataclass(frozen=True)
+class HostView:
+    name: str
+    up: bool = True
+    drained: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    max_nodes: int | None = None
+    reason: str = ""
+    """Why the host is not up, for events."""
+
+
+@dataclass(frozen=True)
+class World:
+    """Everything observed in one tick; nodes missing from ``nodes`` were not seen at all."""
+
+    now: float
+    nodes: dict[str, NodeSeen]
+    hosts: dict[str, HostView]
+    has_lb: frozenset[str] = frozenset()
+    """Roles that have a load balancer (their nodes drain before they stop)."""
+    shutting_down: bool = False

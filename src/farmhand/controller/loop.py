@@ -1,0 +1,281 @@
+"""The controller: a level-triggered reconcile loop (DESIGN.md rule 1).
+
+Each tick observes the hosts, checks and load balancers, asks the pure ``reconcile`` what
+to do, and acts. A tick also runs whenever something happens (a check changes state, a user
+scales), and faster while nodes are in transition, so reactions take milliseconds rather
+than a tick. Nodes and load balancers are separate processes: the controller can die at any
+moment and a new one adopts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from farmhand.clock import Clock, WallClock
+from farmhand.controller.act import Actor
+from farmhand.controller.context import FarmContext, HostStatus
+from farmhand.controller.decide.reconcile import reconcile
+from farmhand.controller.events import EventLog
+from farmhand.controller.health import CheckTarget, HealthMonitor
+from farmhand.controller.observe import observe
+from farmhand.dataplane import Backend, DataPlane
+from farmhand.drivers import make_driver
+from farmhand.errors import FarmhandError
+from farmhand.records import Mark, NodeState, RoleState
+from farmhand.spec import load_farm
+from farmhand.spec.models import FarmSpec, RoleSpec
+from farmhand.store.base import Store
+from farmhand.store.statedir import StateDir
+
+log = logging.getLogger(__name__)
+FAST_TICK = 0.1
+TRANSITIONS = frozenset({NodeState.PENDING, NodeState.DRAINING, NodeState.STOPPING})
+
+
+class Controller:
+    def __init__(self, spec: FarmSpec, farm_file: Path, state: StateDir, store: Store, clock: Clock | None = None) -> None:
+        clock = clock or WallClock()
+        self._wake = asyncio.Event()
+        events = EventLog(store, clock)
+        health = HealthMonitor(self.wake, clock.now)
+        self.ctx = FarmContext(spec, farm_file, state, store, clock, events, health)
+        self.actor = Actor(self.ctx)
+        self.shutting_down = False
+        self.stopped = asyncio.Event()
+        self._orphans: dict[str, float] = {}
+        self._sent_backends: dict[str, list[Backend]] = {}
+        self._last_backend_push = 0.0
+
+    def __repr__(self) -> str:
+        return f"<Controller {self.ctx.spec.name} [hosts: {len(self.ctx.drivers)} | shutting down: {self.shutting_down}]>"
+
+    @property
+    def spec(self) -> FarmSpec:
+        return self.ctx.spec
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        """Connect to the hosts and the data planes that already run (adopting them)."""
+        self._make_drivers(self.spec)
+        await self._ensure_data_planes(self.spec)
+        self.ctx.events.add("controller.started", f"controller started for farm {self.spec.name}")
+
+    async def run(self) -> None:
+        """Reconcile until the farm is shut down and every node has stopped."""
+        try:
+            while True:
+                try:
+                    await self.tick()
+                except FarmhandError as error:
+                    self.ctx.events.add("controller.error", str(error))
+                except Exception:
+                    log.exception("tick failed")
+                if self.shutting_down and not self.ctx.store.nodes():
+                    break
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._next_tick_in())
+            await self._stop_data_planes()
+            self.ctx.events.add("controller.stopped", f"farm {self.spec.name} is down")
+        finally:
+            await self.ctx.health.close()
+            for driver in self.ctx.drivers.values():
+                with contextlib.suppress(Exception):
+                    await driver.close()
+            self.stopped.set()
+
+    async def tick(self) -> None:
+        world = await observe(self.ctx, shutting_down=self.shutting_down, orphans=self._orphans)
+        actions = reconcile(self.spec, self.ctx.store.nodes(), self.ctx.store.roles(), world)
+        await self.actor.run(actions)
+        self._sync_health()
+        await self._sync_backends()
+
+    def request_shutdown(self, reason: str = "asked to stop") -> None:
+        if not self.shutting_down:
+            self.shutting_down = True
+            self.ctx.events.add("farm.stopping", f"farm {self.spec.name} stopping: {reason}")
+        self.wake()
+
+    async def reload(self) -> list[str]:
+        """Apply the farm file as it is now; a broken file raises and changes nothing."""
+        new = load_farm(self.ctx.farm_file)
+        old = self.spec
+        changes = describe_changes(old, new)
+        roles = self.ctx.store.roles()
+        for name, role in new.roles.items():
+            previous = old.roles.get(name)
+            if previous is not None and _bounds(previous) != _bounds(role) and name in roles:
+                state = roles[name]
+                self.ctx.store.put_role(RoleState(name, None, state.failures, state.backoff_until, state.next_index))
+        for name in list(self.ctx.data_planes):
+            if name not in new.roles or new.roles[name].lb != old.roles[name].lb:
+                with contextlib.suppress(FarmhandError):
+                    await self.ctx.data_planes.pop(name).stop()
+                self._sent_backends.pop(name, None)
+        self.ctx.spec = new
+        self._make_drivers(new)
+        await self._ensure_data_planes(new)
+        self.ctx.events.add("farm.reloaded", "farm file reloaded: " + ("; ".join(changes) if changes else "no changes"))
+        self.wake()
+        return changes
+
+    def scale(self, role_name: str, count: int) -> tuple[int, int]:
+        """Set a role's wanted count; returns (before, after)."""
+        from farmhand.controller.decide.reconcile import wanted_count
+
+        role = self.spec.roles[role_name]
+        state = self.ctx.store.roles().get(role_name, RoleState(role_name))
+        before = wanted_count(role, state)
+        self.ctx.store.put_role(RoleState(role_name, count, state.failures, state.backoff_until, state.next_index))
+        self.ctx.events.add("role.scaled", f"role {role_name}: {before} -> {count} nodes (by request)", role_name)
+        self.wake()
+        return before, count
+
+    def mark(self, node_id: str, mark: Mark) -> None:
+        node = self.ctx.store.node(node_id)
+        if node is None:
+            return
+        self.ctx.store.put_node(node.replace(mark=mark))
+        self.wake()
+
+    # internals ---------------------------------------------------------------------------
+
+    def _next_tick_in(self) -> float:
+        nodes = self.ctx.store.nodes()
+        if self.shutting_down or any(n.state in TRANSITIONS for n in nodes):
+            return FAST_TICK
+        if any(n.state == NodeState.STARTING and self.spec.roles.get(n.role) and not self.spec.roles[n.role].health
+               for n in nodes):
+            return FAST_TICK
+        return self.spec.farm.tick
+
+    def _make_drivers(self, spec: FarmSpec) -> None:
+        for name in list(self.ctx.drivers):
+            if name not in spec.hosts:
+                self.ctx.drivers.pop(name)
+        for name, host in spec.hosts.items():
+            if name in self.ctx.drivers and self.ctx.drivers[name].kind == host.driver:
+                continue
+            try:
+                self.ctx.drivers[name] = make_driver(name, host, self.ctx.state.path, self.ctx.state.farm_id)
+            except FarmhandError as error:
+                status = self.ctx.hosts.setdefault(name, HostStatus())
+                status.state, status.reason = "down", str(error)
+                self.ctx.events.add("host.down", f"host {name} cannot be used: {error}")
+
+    async def _ensure_data_planes(self, spec: FarmSpec) -> None:
+        for name, role in spec.roles.items():
+            if role.lb is None or name in self.ctx.data_planes:
+                continue
+            try:
+                plane = make_data_plane(name, role, self.ctx.state.path)
+                await plane.ensure_running()
+            except FarmhandError as error:
+                self.ctx.events.add("lb.error", f"role {name}: load balancer on {role.lb.listen} failed: {error}", name)
+                continue
+            self.ctx.data_planes[name] = plane
+            self.ctx.events.add("lb.ready", f"role {name}: {role.lb.mode} load balancer on {role.lb.listen} "
+                                f"({role.lb.engine})", name)
+
+    async def _stop_data_planes(self) -> None:
+        for name, plane in list(self.ctx.data_planes.items()):
+            try:
+                await plane.stop()
+            except FarmhandError as error:
+                self.ctx.events.add("lb.error", f"role {name}: stopping the load balancer failed: {error}", name)
+        self.ctx.data_planes.clear()
+
+    def _sync_health(self) -> None:
+        targets = {}
+        for node in self.ctx.store.nodes():
+            role = self.spec.roles.get(node.role)
+            driver = self.ctx.drivers.get(node.host)
+            if (role is None or role.health is None or driver is None or node.pid is None
+                    or node.state not in (NodeState.STARTING, NodeState.RUNNING)):
+                continue
+            command = None
+            if role.health.command:
+                command = role.health.command.format(port=node.port or "", node=node.id, role=node.role,
+                                                     host=driver.address)
+            targets[node.id] = CheckTarget(node.id, node.pid, driver.address, node.port, role.health,
+                                           node.started_at or self.ctx.clock.now(), driver, command)
+        self.ctx.health.sync(targets)
+
+    async def _sync_backends(self) -> None:
+        """Send each load balancer its whole wanted backend set when it changed (and every few
+        seconds anyway, so an engine that restarted catches up)."""
+        now = self.ctx.clock.now()
+        refresh = now - self._last_backend_push > 5.0
+        nodes = self.ctx.store.nodes()
+        for name, plane in self.ctx.data_planes.items():
+            backends = []
+            for node in nodes:
+                driver = self.ctx.drivers.get(node.host)
+                if node.role != name or node.port is None or driver is None:
+                    continue
+                weight = self.spec.hosts[node.host].weight if node.host in self.spec.hosts else 1
+                if node.state == NodeState.RUNNING:
+                    backends.append(Backend(node.id, driver.address, node.port, weight, "ready"))
+                elif node.state == NodeState.DRAINING:
+                    backends.append(Backend(node.id, driver.address, node.port, weight, "drain"))
+            if refresh or self._sent_backends.get(name) != backends:
+                try:
+                    await plane.set_backends(backends)
+                    self._sent_backends[name] = backends
+                except FarmhandError as error:
+                    self.ctx.events.add("lb.error", f"role {name}: could not update the load balancer: {error}", name)
+        if refresh:
+            self._last_backend_push = now
+
+    async def data_plane_stats(self) -> dict[str, dict[str, Any]]:
+        stats = {}
+        for name, plane in self.ctx.data_planes.items():
+            with contextlib.suppress(FarmhandError):
+                stats[name] = await plane.stats()
+        return stats
+
+
+def make_data_plane(role_name: str, role: RoleSpec, state_dir: Path) -> DataPlane:
+    """The data plane for a role's ``lb`` table: the SMTP gate, or a load-balancer engine."""
+    assert role.lb is not None
+    if role.lb.gate == "smtp-delay":
+        from farmhand.gate.dataplane import GateDataPlane
+
+        gate: DataPlane = GateDataPlane(role_name, role.lb, state_dir)
+        return gate
+    from farmhand.lb import make_data_plane as make_lb
+
+    balancer: DataPlane = make_lb(role_name, role.lb, role.health, state_dir)
+    return balancer
+
+
+def _bounds(role: RoleSpec) -> tuple[int | None, int | None, int | None]:
+    return role.count, role.min, role.max
+
+
+def describe_changes(old: FarmSpec, new: FarmSpec) -> list[str]:
+    """One phrase per change a reload makes, for the event and the command's answer."""
+    changes = []
+    for name in new.roles.keys() - old.roles.keys():
+        changes.append(f"role {name} added")
+    for name in old.roles.keys() - new.roles.keys():
+        changes.append(f"role {name} removed")
+    for name in new.roles.keys() & old.roles.keys():
+        before, after = old.roles[name], new.roles[name]
+        if _bounds(before) != _bounds(after):
+            changes.append(f"role {name} count {before.count or (before.min, before.max)} -> "
+                           f"{after.count or (after.min, after.max)}")
+        if before.fingerprint() != after.fingerprint():
+            changes.append(f"role {name} command/env changed: rolling replacement")
+        elif before != after and _bounds(before) == _bounds(after):
+            changes.append(f"role {name} settings changed")
+    for name in new.hosts.keys() ^ old.hosts.keys():
+        changes.append(f"host {name} {'added' if name in new.hosts else 'removed'}")
+    return changes

@@ -1,0 +1,136 @@
+"""Observe: what runs on each host, how healthy it is, what is in flight through the load
+balancers. Also the passive transitions that need no decision: adopting processes the
+store already knows (after a controller crash), and stopping processes nobody wants."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from farmhand.controller.context import FarmContext, HostStatus
+from farmhand.controller.decide.observed import HostView, NodeSeen, World
+from farmhand.drivers.base import RunningNode
+from farmhand.errors import FarmhandError
+from farmhand.records import LIVE_STATES, Health, NodeRecord, NodeState
+
+log = logging.getLogger(__name__)
+
+
+async def observe(ctx: FarmContext, *, shutting_down: bool, orphans: dict[str, float]) -> World:
+    now = ctx.clock.now()
+    listed = await _list_hosts(ctx, now)
+    nodes = ctx.store.nodes()
+    known = {node.id: node for node in nodes}
+    for node in nodes:
+        running = listed.get(node.host, {}).get(node.id)
+        if running is not None and running.alive and (node.pid, node.started_at) != (running.pid, running.started_at):
+            _adopt(ctx, node, running)
+    await _stop_orphans(ctx, listed, known, orphans, now)
+    seen: dict[str, NodeSeen] = {}
+    for node in ctx.store.nodes():
+        if node.state not in LIVE_STATES:
+            continue
+        host = ctx.hosts.get(node.host, HostStatus())
+        if host.state == "unreachable":
+            seen[node.id] = NodeSeen(alive=True, health=ctx.health.state(node.id).status)
+            continue
+        running = listed.get(node.host, {}).get(node.id)
+        if running is None or not running.alive:
+            tail = await _log_tail(ctx, node)
+            seen[node.id] = NodeSeen(False, running.exit_code if running else None, log_tail=tail)
+            continue
+        check = ctx.health.state(node.id)
+        in_flight = await _in_flight(ctx, node) if node.state == NodeState.DRAINING else 0
+        seen[node.id] = NodeSeen(True, None, check.status, check.detail, in_flight)
+    return World(now, seen, _host_views(ctx), frozenset(ctx.data_planes), shutting_down)
+
+
+async def _list_hosts(ctx: FarmContext, now: float) -> dict[str, dict[str, RunningNode]]:
+    names = list(ctx.drivers)
+    results = await asyncio.gather(*(ctx.drivers[n].list() for n in names), return_exceptions=True)
+    listed: dict[str, dict[str, RunningNode]] = {}
+    for name, result in zip(names, results, strict=True):
+        status = ctx.hosts.setdefault(name, HostStatus(since=now))
+        if isinstance(result, BaseException):
+            if not isinstance(result, FarmhandError):
+                log.exception("listing host %s failed", name, exc_info=result)
+            _host_trouble(ctx, name, status, str(result), now)
+            continue
+        if status.state != "up":
+            ctx.events.add("host.up", f"host {name} answers again (was {status.state} for {now - status.since:.0f}s)")
+            status.state, status.since, status.reason = "up", now, ""
+        listed[name] = result
+    return listed
+
+
+def _host_trouble(ctx: FarmContext, name: str, status: HostStatus, reason: str, now: float) -> None:
+    if status.state == "up":
+        status.state, status.since, status.reason = "unreachable", now, reason
+        ctx.events.add("host.unreachable", f"host {name} does not answer: {reason}")
+    elif status.state == "unreachable" and now - status.since >= ctx.spec.farm.host_timeout:
+        status.state, status.reason = "down", reason
+        ctx.events.add("host.down", f"host {name} is down (no answer for {now - status.since:.0f}s): {reason}; "
+                       "its nodes will be placed elsewhere")
+
+
+def _adopt(ctx: FarmContext, node: NodeRecord, running: RunningNode) -> None:
+    state = node.state
+    if state == NodeState.PENDING:
+        state = NodeState.STARTING
+    ctx.store.put_node(node.replace(pid=running.pid, started_at=running.started_at, state=state))
+    ctx.events.add("node.adopted", f"{node.id}: adopted running process {running.pid} on {node.host}",
+                   node.role, node.id)
+
+
+async def _stop_orphans(ctx: FarmContext, listed: dict[str, dict[str, RunningNode]],
+                        known: dict[str, NodeRecord], orphans: dict[str, float], now: float) -> None:
+    """Processes of this farm that the store does not want (a host that came back with nodes
+    that were placed elsewhere meanwhile): stop them, then kill them after a grace."""
+    for host_name, running_nodes in listed.items():
+        for node_id, running in running_nodes.items():
+            if not running.alive or node_id in known:
+                orphans.pop(node_id, None)
+                continue
+            first_seen = orphans.setdefault(node_id, now)
+            driver = ctx.drivers[host_name]
+            if first_seen == now:
+                ctx.events.add("node.orphan", f"{node_id}: process {running.pid} on {host_name} is not wanted; stopping it",
+                               node=node_id)
+                await driver.signal(running, "TERM")
+            elif now - first_seen > 10:
+                await driver.signal(running, "KILL")
+
+
+async def _log_tail(ctx: FarmContext, node: NodeRecord) -> str:
+    driver = ctx.drivers.get(node.host)
+    if driver is None:
+        return ""
+    try:
+        data = await driver.read_log(node.id, 0, 1 << 20)
+    except FarmhandError:
+        return ""
+    lines = [line for line in data[-2000:].decode(errors="replace").splitlines() if line.strip()]
+    return lines[-1][:200] if lines else ""
+
+
+async def _in_flight(ctx: FarmContext, node: NodeRecord) -> int:
+    plane = ctx.data_planes.get(node.role)
+    if plane is None:
+        return 0
+    try:
+        return await plane.active(node.id)
+    except FarmhandError:
+        return 0
+
+
+def _host_views(ctx: FarmContext) -> dict[str, HostView]:
+    views = {}
+    for name, spec in ctx.spec.hosts.items():
+        status = ctx.hosts.get(name, HostStatus())
+        views[name] = HostView(name, up=status.state != "down" and name in ctx.drivers, drained=status.drained,
+                               labels=dict(spec.labels), max_nodes=spec.capacity.nodes, reason=status.reason)
+    return views
+
+
+def health_of(ctx: FarmContext, node: NodeRecord) -> Health:
+    return ctx.health.state(node.id).status

@@ -1,0 +1,117 @@
+"""The one interface every driver implements: local processes, SSH hosts, fake nodes.
+
+A driver owns no intent: the controller decides which nodes should run and the store remembers
+it; a driver only does what it is told on one host and reports what really runs there. Every
+method is idempotent where it can be (stopping a node that is gone is not an error), and
+everything a driver cannot do is a ``DriverError`` naming its host.
+"""
+
+from __future__ import annotations
+
+import abc
+import builtins
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class NodeLaunch:
+    """Everything a host needs to start one node; ``command`` already has placeholders filled."""
+
+    node_id: str
+    role: str
+    command: str
+    env: Mapping[str, str] = field(default_factory=dict)
+    workdir: str | None = None
+    port: int | None = None
+
+
+@dataclass(frozen=True)
+class RunningNode:
+    """A node process as the host sees it.
+
+    ``started_at`` is the process's own start time, which with ``pid`` identifies it for good:
+    a recycled pid has another start time, so a driver never mistakes a stranger for a node.
+    ``exit_code`` is known only when the driver itself reaped the process.
+    """
+
+    node_id: str
+    pid: int
+    started_at: float
+    alive: bool = True
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True)
+class NodeMetrics:
+    cpu_percent: float
+    rss_bytes: int
+    connections: int
+
+
+@dataclass(frozen=True)
+class HostMetrics:
+    load1: float
+    cpu_count: int
+    memory_total: int
+    memory_available: int
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+
+
+class Driver(abc.ABC):
+    """One host. ``name`` is the host's name in the farm file; ``address`` is where its nodes
+    can be reached by health checks and load balancers."""
+
+    name: str
+    address: str
+    kind: str
+
+    @abc.abstractmethod
+    async def start(self, launch: NodeLaunch) -> RunningNode:
+        """Start a node detached from the controller (own session, logs on the host)."""
+
+    @abc.abstractmethod
+    async def signal(self, node: RunningNode, signame: str) -> None:
+        """Send a signal to the node's whole process group; a node already gone is fine."""
+
+    @abc.abstractmethod
+    async def list(self) -> dict[str, RunningNode]:
+        """Every node of this farm that runs on the host now, by node id (dead ones that the
+        driver reaped are included once with ``alive=False`` and their exit code)."""
+
+    @abc.abstractmethod
+    async def node_metrics(self, nodes: builtins.list[RunningNode]) -> dict[str, NodeMetrics]:
+        """CPU, memory and connections of running nodes, by node id."""
+
+    @abc.abstractmethod
+    async def host_metrics(self) -> HostMetrics:
+        """The host's load and size."""
+
+    @abc.abstractmethod
+    async def exec(self, command: str, timeout: float, env: Mapping[str, str] | None = None) -> ExecResult:
+        """Run a shell command on the host and wait for it (health checks, fleet exec)."""
+
+    @abc.abstractmethod
+    async def put_file(self, data: bytes, path: str, mode: int = 0o644) -> None:
+        """Write a file on the host (atomically: readers never see half of it)."""
+
+    @abc.abstractmethod
+    async def read_log(self, node_id: str, offset: int = 0, limit: int = 1 << 20) -> bytes:
+        """Bytes of a node's log from ``offset`` (empty when there is nothing new)."""
+
+    @abc.abstractmethod
+    async def port_is_free(self, port: int) -> bool:
+        """Whether nothing listens on ``port`` on the host now."""
+
+    @abc.abstractmethod
+    async def pick_free_port(self, avoid: set[int]) -> int:
+        """A port free on the host now and not in ``avoid`` (ports given to other nodes)."""
+
+    async def close(self) -> None:  # noqa: B027 - optional for drivers that hold nothing
+        """Release connections; nodes keep running."""

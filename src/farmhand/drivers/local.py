@@ -1,0 +1,260 @@
+"""The local driver: nodes are processes on this machine.
+
+Nodes start in their own session (so a Ctrl-C at the controller's terminal never reaches
+them, and a stop signal reaches the whole process group), with stdin closed and output
+appended to ``<base>/logs/<node>.log``. A pidfile ``<base>/run/<node>.json`` holding pid and
+process start time is written right after the fork; together they identify the process even
+after a controller restart, and a recycled pid never passes for a node. The narrow window
+between fork and pidfile is closed by tagging every node's environment with the farm id:
+the first ``list()`` after a restart finds such processes and writes their pidfiles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import errno
+import json
+import os
+import signal
+import socket
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+import psutil
+
+from farmhand.drivers.base import (
+    Driver,
+    ExecResult,
+    HostMetrics,
+    NodeLaunch,
+    NodeMetrics,
+    RunningNode,
+)
+from farmhand.errors import DriverError
+from farmhand.spec.models import HostSpec
+
+FARM_ENV = "FARMHAND_FARM"
+NODE_ENV = "FARMHAND_NODE"
+START_TIME_TOLERANCE = 0.05
+
+
+class LocalDriver(Driver):
+    kind = "local"
+
+    def __init__(self, name: str, spec: HostSpec, state_dir: Path, farm_id: str) -> None:
+        self.name = name
+        self.address = "127.0.0.1"
+        self.farm_id = farm_id
+        base = Path(spec.base_dir) if spec.base_dir else state_dir
+        self.run_dir = base / "run"
+        self.log_dir = base / "logs"
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._processes: dict[int, psutil.Process] = {}
+        self._orphans_scanned = False
+
+    def __repr__(self) -> str:
+        return f"<LocalDriver {self.name} [children: {len(self._children)}]>"
+
+    async def start(self, launch: NodeLaunch) -> RunningNode:
+        workdir = launch.workdir
+        if workdir and not Path(workdir).is_dir():
+            raise DriverError(self.name, f"node {launch.node_id}: workdir {workdir} does not exist")
+        env = {**os.environ, **launch.env, FARM_ENV: self.farm_id, NODE_ENV: launch.node_id}
+        if launch.port is not None:
+            env.setdefault("PORT", str(launch.port))
+        log_path = self.log_dir / f"{launch.node_id}.log"
+        try:
+            with open(log_path, "ab") as log:
+                child = subprocess.Popen(  # noqa: ASYNC220 - a fork+exec, and Popen keeps the exit code
+                    ["/bin/sh", "-c", shell_command(launch.command)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=workdir,
+                    env=env,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+        except OSError as error:
+            raise DriverError(self.name, f"node {launch.node_id}: cannot start: {error}") from error
+        self._children[launch.node_id] = child
+        started_at = _start_time(child.pid) or 0.0
+        node = RunningNode(launch.node_id, child.pid, started_at)
+        self._write_pidfile(node)
+        return node
+
+    async def signal(self, node: RunningNode, signame: str) -> None:
+        if not self._is_same_process(node):
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(node.pid, getattr(signal, "SIG" + signame))
+
+    async def list(self) -> dict[str, RunningNode]:
+        if not self._orphans_scanned:
+            self._adopt_untracked()
+            self._orphans_scanned = True
+        found: dict[str, RunningNode] = {}
+        for pidfile in self.run_dir.glob("*.json"):
+            node = _read_pidfile(pidfile)
+            if node is None:
+                continue
+            child = self._children.get(node.node_id)
+            exit_code = child.poll() if child is not None and child.pid == node.pid else None
+            if exit_code is None and self._is_same_process(node):
+                found[node.node_id] = node
+                continue
+            found[node.node_id] = RunningNode(node.node_id, node.pid, node.started_at, False, exit_code)
+            pidfile.unlink(missing_ok=True)
+            self._children.pop(node.node_id, None)
+            self._processes.pop(node.pid, None)
+        return found
+
+    async def node_metrics(self, nodes: builtins.list[RunningNode]) -> dict[str, NodeMetrics]:
+        metrics = {}
+        for node in nodes:
+            process = self._process(node.pid)
+            if process is None:
+                continue
+            try:
+                with process.oneshot():
+                    cpu = process.cpu_percent(None)
+                    rss = process.memory_info().rss
+                    connections = len(process.net_connections(kind="tcp"))
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            metrics[node.node_id] = NodeMetrics(cpu, rss, connections)
+        return metrics
+
+    async def host_metrics(self) -> HostMetrics:
+        memory = psutil.virtual_memory()
+        return HostMetrics(os.getloadavg()[0], os.cpu_count() or 1, memory.total, memory.available)
+
+    async def exec(self, command: str, timeout: float, env: Mapping[str, str] | None = None) -> ExecResult:
+        process = await asyncio.create_subprocess_shell(
+            command,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
+        try:
+            async with asyncio.timeout(timeout):
+                stdout, stderr = await process.communicate()
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+            return ExecResult(124, b"", f"timed out after {timeout}s".encode())
+        return ExecResult(process.returncode or 0, stdout, stderr)
+
+    async def put_file(self, data: bytes, path: str, mode: int = 0o644) -> None:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.tmp{os.getpid()}")
+        temporary.write_bytes(data)
+        os.chmod(temporary, mode)
+        os.replace(temporary, target)
+
+    async def read_log(self, node_id: str, offset: int = 0, limit: int = 1 << 20) -> bytes:
+        try:
+            with open(self.log_dir / f"{node_id}.log", "rb") as log:
+                log.seek(offset)
+                return log.read(limit)
+        except FileNotFoundError:
+            return b""
+
+    async def port_is_free(self, port: int) -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("0.0.0.0", port))
+            except OSError as error:
+                if error.errno in (errno.EADDRINUSE, errno.EACCES):
+                    return False
+                raise
+        return True
+
+    async def pick_free_port(self, avoid: set[int]) -> int:
+        for _ in range(100):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                probe.bind(("127.0.0.1", 0))
+                port: int = probe.getsockname()[1]
+            if port not in avoid and await self.port_is_free(port):
+                return port
+        raise DriverError(self.name, "no free port found after 100 tries")
+
+    def _write_pidfile(self, node: RunningNode) -> None:
+        path = self.run_dir / f"{node.node_id}.json"
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"node": node.node_id, "pid": node.pid, "started_at": node.started_at}))
+        os.replace(temporary, path)
+
+    def _process(self, pid: int) -> psutil.Process | None:
+        process = self._processes.get(pid)
+        if process is None:
+            try:
+                process = self._processes[pid] = psutil.Process(pid)
+            except psutil.NoSuchProcess:
+                return None
+        return process
+
+    def _is_same_process(self, node: RunningNode) -> bool:
+        process = self._process(node.pid)
+        if process is None:
+            return False
+        try:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return False
+            return bool(abs(process.create_time() - node.started_at) < START_TIME_TOLERANCE)
+        except psutil.NoSuchProcess:
+            self._processes.pop(node.pid, None)
+            return False
+
+    def _adopt_untracked(self) -> None:
+        """Write pidfiles for this farm's node processes that have none (a controller that
+        died between fork and pidfile); then ``list()`` reports them like any other node."""
+        known = {p.stem for p in self.run_dir.glob("*.json")}
+        for process in psutil.process_iter(["pid", "create_time"]):
+            try:
+                environ = process.environ()
+            except (psutil.Error, OSError):
+                continue
+            node_id = environ.get(NODE_ENV)
+            if environ.get(FARM_ENV) != self.farm_id or not node_id or node_id in known:
+                continue
+            try:
+                parent_env = process.parent().environ() if process.parent() else {}
+            except (psutil.Error, OSError):
+                parent_env = {}
+            if parent_env.get(NODE_ENV) == node_id:
+                continue  # a child of the node itself, not the node
+            self._write_pidfile(RunningNode(node_id, process.pid, process.info["create_time"]))
+            known.add(node_id)
+
+
+def shell_command(command: str) -> str:
+    """``exec`` a simple command so the node's pid is the program's own (its CPU and memory
+    are then the node's); a compound one keeps its shell, and the process group covers it."""
+    compound = any(token in command for token in (";", "&", "|", "\n", "(", "`", "$("))
+    return command if compound else "exec " + command
+
+
+def _start_time(pid: int) -> float | None:
+    try:
+        return float(psutil.Process(pid).create_time())
+    except psutil.NoSuchProcess:
+        return None
+
+
+def _read_pidfile(path: Path) -> RunningNode | None:
+    try:
+        data = json.loads(path.read_text())
+        return RunningNode(str(data["node"]), int(data["pid"]), float(data["started_at"]))
+    except (OSError, ValueError, KeyError):
+        return None

@@ -1,0 +1,161 @@
+"""User intents: one plain function per thing a user can ask of a running farm.
+
+The REST API calls these (and the CLI calls the API), so a rule such as "scale stays within
+min and max" lives in exactly one place. Each validates what it is given and raises
+``RequestError`` naming the field at fault; none leaves the farm half-changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from farmhand.controller.decide.reconcile import wanted_count
+from farmhand.controller.loop import Controller
+from farmhand.errors import RequestError
+from farmhand.records import ACTIVE_STATES, Event, Health, Mark, NodeRecord, NodeState, RoleState
+
+STATUS_VERSION = 1
+
+
+async def status(ctl: Controller) -> dict[str, Any]:
+    """The farm as one JSON object; the keys listed in the README are a stable contract."""
+    ctx = ctl.ctx
+    now = ctx.clock.now()
+    nodes = ctx.store.nodes()
+    roles = ctx.store.roles()
+    lb_stats = await ctl.data_plane_stats()
+    role_rows = []
+    for name, role in ctx.spec.roles.items():
+        mine = [n for n in nodes if n.role == name]
+        state = roles.get(name, RoleState(name))
+        role_rows.append({
+            "name": name,
+            "wanted": wanted_count(role, state),
+            "running": sum(1 for n in mine if n.state in (NodeState.STARTING, NodeState.RUNNING) and n.pid),
+            "healthy": sum(1 for n in mine if n.state == NodeState.RUNNING),
+            "lb": role.lb.listen if role.lb else None,
+            "lb_mode": role.lb.mode if role.lb else None,
+            "lb_stats": lb_stats.get(name),
+            "min": role.lower_bound,
+            "max": role.upper_bound,
+            "failures": state.failures,
+            "backoff_until": state.backoff_until if state.backoff_until > now else None,
+        })
+    node_rows = [_node_row(ctl, node, now) for node in nodes]
+    host_rows = []
+    for name, host in ctx.spec.hosts.items():
+        status_ = ctx.hosts.get(name)
+        driver = ctx.drivers.get(name)
+        host_rows.append({
+            "name": name,
+            "driver": host.driver,
+            "state": "drained" if status_ and status_.drained and status_.state == "up" else (status_.state if status_ else "up"),
+            "address": driver.address if driver else host.address,
+            "nodes": sum(1 for n in nodes if n.host == name),
+            "reason": status_.reason if status_ else "",
+            "labels": host.labels,
+        })
+    return {"version": STATUS_VERSION, "farm": ctx.spec.name, "time": now, "shutting_down": ctl.shutting_down,
+            "roles": role_rows, "nodes": node_rows, "hosts": host_rows}
+
+
+def _node_row(ctl: Controller, node: NodeRecord, now: float) -> dict[str, Any]:
+    role = ctl.spec.roles.get(node.role)
+    if role is not None and role.health is not None and node.state in (NodeState.STARTING, NodeState.RUNNING):
+        health = ctl.ctx.health.state(node.id).status
+    elif node.state == NodeState.RUNNING:
+        health = Health.HEALTHY
+    else:
+        health = Health.UNKNOWN
+    return {
+        "id": node.id, "role": node.role, "host": node.host, "pid": node.pid, "port": node.port,
+        "state": node.state.value, "health": health.value, "started_at": node.started_at,
+        "uptime": (now - node.started_at) if node.started_at and node.pid else None,
+        "restarts": node.restarts, "reason": node.reason, "mark": node.mark.value or None,
+    }
+
+
+def scale(ctl: Controller, role_name: str, count: int) -> dict[str, Any]:
+    role = _role(ctl, role_name)
+    if count < 0:
+        raise RequestError(f"count must be 0 or more, not {count}", "count")
+    if count < role.lower_bound or (role.upper_bound is not None and count > role.upper_bound):
+        bounds = f"{role.lower_bound}..{role.upper_bound if role.upper_bound is not None else ''}"
+        raise RequestError(f"role {role_name} must stay within min/max ({bounds}); {count} is outside", "count")
+    before, after = ctl.scale(role_name, count)
+    return {"role": role_name, "before": before, "after": after}
+
+
+def stop_node(ctl: Controller, node_id: str) -> dict[str, Any]:
+    """Stop a node for good: its role's wanted count goes down by one, so it is not replaced."""
+    node = _node(ctl, node_id)
+    role = _role(ctl, node.role)
+    if node.mark == Mark.REMOVE or node.state not in ACTIVE_STATES:
+        return {"node": node_id, "state": node.state.value, "message": f"{node_id} is already stopping"}
+    state = ctl.ctx.store.roles().get(node.role, RoleState(node.role))
+    wanted = wanted_count(role, state)
+    if wanted - 1 < role.lower_bound:
+        raise RequestError(f"stopping {node_id} would take role {node.role} below its min ({role.lower_bound}); "
+                           f"use `farmhand replace {node_id}` to replace it instead", "node")
+    ctl.mark(node_id, Mark.REMOVE)
+    ctl.scale(node.role, wanted - 1)
+    return {"node": node_id, "role": node.role, "wanted": wanted - 1,
+            "message": f"{node_id} is stopping; role {node.role} now wants {wanted - 1}"}
+
+
+def replace_node(ctl: Controller, node_id: str) -> dict[str, Any]:
+    """Start a new node, and once it is healthy drain and stop this one."""
+    node = _node(ctl, node_id)
+    if node.state not in ACTIVE_STATES or node.mark == Mark.REMOVE:
+        raise RequestError(f"{node_id} is {node.state.value}; only a pending, starting or running node can be replaced",
+                           "node", 409)
+    ctl.mark(node_id, Mark.REPLACE)
+    ctl.ctx.events.add("node.replace", f"{node_id}: replacement requested", node.role, node_id)
+    return {"node": node_id, "message": f"{node_id} will be replaced by a new node, then drained and stopped"}
+
+
+async def reload(ctl: Controller) -> dict[str, Any]:
+    changes = await ctl.reload()
+    return {"changes": changes}
+
+
+def down(ctl: Controller) -> dict[str, Any]:
+    ctl.request_shutdown("`farmhand down`")
+    return {"message": f"farm {ctl.spec.name} is stopping its nodes"}
+
+
+def events(ctl: Controller, after: int = 0, limit: int = 200) -> list[dict[str, Any]]:
+    return [event.to_json() for event in ctl.ctx.events.recent(after, limit)]
+
+
+def follow_events(ctl: Controller, after: int = 0) -> AsyncIterator[Event]:
+    return ctl.ctx.events.follow(after)
+
+
+async def read_log(ctl: Controller, node_id: str, offset: int = 0) -> bytes:
+    """A node's log from ``offset``; stopped nodes' logs stay readable on their last host."""
+    node = ctl.ctx.store.node(node_id)
+    if node is not None:
+        driver = ctl.ctx.drivers.get(node.host)
+    else:
+        driver = next((d for d in ctl.ctx.drivers.values() if d.kind == "local"), None)
+    if driver is None:
+        raise RequestError(f"no node {node_id} (see `farmhand status`)", "node", 404)
+    return await driver.read_log(node_id, offset)
+
+
+def _role(ctl: Controller, name: str) -> Any:
+    role = ctl.spec.roles.get(name)
+    if role is None:
+        known = ", ".join(ctl.spec.roles) or "none"
+        raise RequestError(f"no role {name!r} in farm {ctl.spec.name} (roles: {known})", "role", 404)
+    return role
+
+
+def _node(ctl: Controller, node_id: str) -> NodeRecord:
+    node = ctl.ctx.store.node(node_id)
+    if node is None:
+        known = ", ".join(n.id for n in ctl.ctx.store.nodes()) or "none"
+        raise RequestError(f"no node {node_id!r} (nodes: {known})", "node", 404)
+    return node

@@ -1,0 +1,237 @@
+"""What a farm file may say, as pydantic models.
+
+Unknown keys are errors (``extra="forbid"``) because a misspelt key silently ignored is the
+costliest kind of typo in an operations tool. Durations stay strings in the file and become
+float seconds here, so the rest of farmhand never parses text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import string
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from farmhand.spec.gate import GateOptions
+from farmhand.units import parse_duration
+
+NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
+PLACEHOLDERS = frozenset({"port", "node", "role", "host"})
+
+
+def _duration(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError(f"{value!r} is not a duration (use a string such as \"2s\")")
+    if isinstance(value, (int, float)):
+        raise ValueError(f'{value} is not a duration: write it with a unit, such as "{value}s"')
+    return parse_duration(value)
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FarmSection(_Strict):
+    name: str | None = None
+    api: str = "127.0.0.1:0"
+    """Where the controller's API listens; port 0 picks a free one (written to .farmhand/)."""
+    tick: Duration = 1.0
+    restart_backoff: Duration = 1.0
+    """First wait after a node of a role failed soon after starting; doubles on each repeat."""
+    restart_backoff_max: Duration = 60.0
+    host_timeout: Duration = 10.0
+    """A host that does not answer for this long is down: its nodes are placed elsewhere."""
+    early_failure: Duration = 30.0
+    """A node that fails within this long of starting, without having been healthy, counts
+    towards its role's backoff."""
+
+
+class HealthSpec(_Strict):
+    type: Literal["http", "tcp", "exec"] = "http"
+    path: str = "/"
+    status: int = Field(default=200, ge=100, le=599)
+    command: str | None = None
+    interval: Duration = 1.0
+    timeout: Duration = 1.0
+    rise: int = Field(default=1, ge=1)
+    fall: int = Field(default=3, ge=1)
+    start_grace: Duration = 10.0
+    """Failures in this window after a start do not count: slow starters are not killed."""
+
+    @model_validator(mode="after")
+    def _exec_needs_command(self) -> HealthSpec:
+        if self.type == "exec" and not self.command:
+            raise ValueError('an exec health check needs command = "..."')
+        if not self.path.startswith("/"):
+            raise ValueError(f'path "{self.path}" must start with "/"')
+        return self
+
+
+class LbSpec(_Strict):
+    listen: str
+    mode: Literal["http", "tcp"] = "http"
+    engine: Literal["builtin", "haproxy"] = "builtin"
+    balance: Literal["roundrobin", "leastconn", "source"] = "roundrobin"
+    workers: int | None = Field(default=None, ge=1, le=64)
+    """Processes sharing the listener (SO_REUSEPORT); default one per core."""
+    drain_timeout: Duration = 30.0
+    connect_timeout: Duration = 2.0
+    client_timeout: Duration = 60.0
+    server_timeout: Duration = 30.0
+    max_request_bytes: int = Field(default=16 << 20, ge=1024)
+    max_response_bytes: int = Field(default=256 << 20, ge=1024)
+    gate: Literal["smtp-delay"] | None = None
+    gate_options: GateOptions = Field(default_factory=GateOptions)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen_is_host_port(cls, value: str) -> str:
+        split_host_port(value)
+        return value
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return split_host_port(self.listen)
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    """"127.0.0.1:8080" or "[::1]:8080" -> (host, port); ValueError naming the form wanted."""
+    match = re.fullmatch(r"\[?([^\[\]]+?)\]?:(\d{1,5})", value.strip())
+    if not match or int(match.group(2)) > 65535:
+        raise ValueError(f'"{value}" is not an address (use "127.0.0.1:8080")')
+    return match.group(1), int(match.group(2))
+
+
+class RoleSpec(_Strict):
+    command: str
+    env: dict[str, str] = Field(default_factory=dict)
+    workdir: str | None = None
+    count: int | None = Field(default=None, ge=0)
+    min: int | None = Field(default=None, ge=0)
+    max: int | None = Field(default=None, ge=0)
+    port: Literal["auto", "none"] | int = "auto"
+    stop_signal: str = "TERM"
+    stop_grace: Duration = 10.0
+    health: HealthSpec | None = None
+    lb: LbSpec | None = None
+    placement: Literal["spread", "pack"] = "spread"
+    spread: str | None = None
+    """A host label to spread across (``"zone"``); default: spread across hosts."""
+    require: dict[str, str] = Field(default_factory=dict)
+    """Host labels a node's host must carry."""
+
+    @field_validator("port")
+    @classmethod
+    def _port_range(cls, value: Any) -> Any:
+        if isinstance(value, int) and not 1 <= value <= 65535:
+            raise ValueError(f"{value} is not a port (1-65535, or \"auto\")")
+        return value
+
+    @field_validator("stop_signal")
+    @classmethod
+    def _signal_name(cls, value: str) -> str:
+        import signal as _signal
+
+        name = value.upper().removeprefix("SIG")
+        if not hasattr(_signal, "SIG" + name):
+            raise ValueError(f'"{value}" is not a signal name (use "TERM", "INT", "QUIT"...)')
+        return name
+
+    @field_validator("command")
+    @classmethod
+    def _known_placeholders(cls, value: str) -> str:
+        try:
+            fields = {f for _, f, _, _ in string.Formatter().parse(value) if f is not None}
+        except ValueError as error:
+            raise ValueError(f"bad placeholder in command ({error}); write literal braces as {{{{ }}}}") from error
+        unknown = sorted(fields - PLACEHOLDERS)
+        if unknown:
+            raise ValueError(
+                f"unknown placeholder {{{unknown[0]}}} (known: {', '.join('{' + p + '}' for p in sorted(PLACEHOLDERS))})"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _count_or_bounds(self) -> RoleSpec:
+        if self.count is not None and (self.min is not None or self.max is not None):
+            raise ValueError("give either count, or min and max, not both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is above max ({self.max})")
+        return self
+
+    @property
+    def initial_count(self) -> int:
+        if self.count is not None:
+            return self.count
+        return self.min if self.min is not None else 1
+
+    @property
+    def lower_bound(self) -> int:
+        return self.min if self.min is not None else 0
+
+    @property
+    def upper_bound(self) -> int | None:
+        return self.max
+
+    def clamp(self, wanted: int) -> int:
+        """Keep a wanted count inside min/max."""
+        wanted = max(wanted, self.lower_bound)
+        return min(wanted, self.max) if self.max is not None else wanted
+
+    def fingerprint(self) -> str:
+        """A short hash of what a running node was started from (command, env, workdir).
+
+        Changing any of these replaces the role's nodes; changing counts or checks does not.
+        """
+        material = json.dumps([self.command, sorted(self.env.items()), self.workdir, self.port])
+        return hashlib.sha256(material.encode()).hexdigest()[:12]
+
+
+class Capacity(_Strict):
+    nodes: int | None = Field(default=None, ge=0)
+    cpu: float | None = Field(default=None, gt=0)
+    memory: str | None = None
+
+
+class HostSpec(_Strict):
+    driver: Literal["local", "ssh", "fake"] = "local"
+    address: str | None = None
+    port: int = Field(default=22, ge=1, le=65535)
+    user: str | None = None
+    key_file: str | None = None
+    known_hosts: str | None = None
+    host_key: str | None = None
+    """A pinned public host key ("ssh-ed25519 AAAA..."), instead of known_hosts."""
+    labels: dict[str, str] = Field(default_factory=dict)
+    capacity: Capacity = Field(default_factory=Capacity)
+    base_dir: str | None = None
+    weight: int = Field(default=1, ge=0, le=256)
+    """Load-balancer weight of the nodes on this host."""
+
+    @model_validator(mode="after")
+    def _ssh_needs_address(self) -> HostSpec:
+        if self.driver == "ssh" and not self.address:
+            raise ValueError("an ssh host needs address = \"...\"")
+        return self
+
+
+class FarmSpec(_Strict):
+    farm: FarmSection = Field(default_factory=FarmSection)
+    hosts: dict[Annotated[str, Field(pattern=NAME_PATTERN)], HostSpec] = Field(default_factory=dict)
+    roles: dict[Annotated[str, Field(pattern=NAME_PATTERN)], RoleSpec] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _default_host(self) -> FarmSpec:
+        if not self.hosts:
+            object.__setattr__(self, "hosts", {"local": HostSpec(driver="local")})
+        return self
+
+    @property
+    def name(self) -> str:
+        return self.farm.name or "farm"
