@@ -1,0 +1,60 @@
+"""The SQLite store keeps intent across restarts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from farmhand.errors import StateError
+from farmhand.records import Event, Mark, NodeRecord, NodeState, OnStop, RoleState
+from farmhand.store import SqliteStore
+from farmhand.store.statedir import StateDir
+
+
+def test_nodes_roles_events_and_meta_survive_a_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "farm.db"
+    store = SqliteStore(path)
+    node = NodeRecord("web-1", "web", "local", NodeState.STOPPING, "abc", 1.0, 2.0, port=8000, pid=42,
+                      started_at=1.5, restarts=2, mark=Mark.REPLACE, on_stop=OnStop.RESTART, killed=True, reason="r")
+    store.put_node(node)
+    store.put_role(RoleState("web", wanted=4, failures=1, backoff_until=9.0, next_index=7))
+    first = store.add_event(Event(1.0, "node.created", "web-1 created", "web", "web-1"))
+    store.add_event(Event(2.0, "node.started", "web-1 started", "web", "web-1"))
+    store.set_meta("k", "v")
+    store.close()
+    again = SqliteStore(path)
+    assert again.nodes() == [node] and again.node("web-1") == node
+    assert again.roles() == {"web": RoleState("web", 4, 1, 9.0, 7)}
+    assert [e.kind for e in again.events()] == ["node.created", "node.started"]
+    assert [e.kind for e in again.events(after=first.seq or 0)] == ["node.started"]
+    assert [e.kind for e in again.events(limit=1)] == ["node.started"], "the newest when limited"
+    assert again.get_meta("k") == "v"
+    again.delete_node("web-1")
+    assert again.nodes() == []
+
+
+def test_the_controller_lock_is_exclusive_and_names_the_holder(tmp_path: Path) -> None:
+    state = StateDir(tmp_path / ".farmhand")
+    state.create()
+    held = state.lock()
+    with pytest.raises(StateError, match="another controller"):
+        state.lock()
+    held.close()
+    state.lock().close()
+
+
+def test_the_token_is_made_once_and_private(tmp_path: Path) -> None:
+    state = StateDir(tmp_path / ".farmhand")
+    state.create()
+    token = state.token()
+    assert state.token() == token and len(token) >= 24
+    assert state.token_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_find_walks_up_and_explains_when_there_is_no_farm(tmp_path: Path) -> None:
+    (tmp_path / ".farmhand").mkdir()
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    assert StateDir.find(tmp_path / "a" / "b").path == tmp_path / ".farmhand"
+    with pytest.raises(StateError, match="run this in the farm's folder"):
+        StateDir.find(Path("/"))
