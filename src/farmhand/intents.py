@@ -7,12 +7,13 @@ min and max" lives in exactly one place. Each validates what it is given and rai
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 from farmhand.controller.decide.reconcile import wanted_count
 from farmhand.controller.loop import Controller
-from farmhand.errors import RequestError
+from farmhand.errors import FarmhandError, RequestError
 from farmhand.records import ACTIVE_STATES, Event, Health, Mark, NodeRecord, NodeState, RoleState
 
 STATUS_VERSION = 1
@@ -50,7 +51,8 @@ async def status(ctl: Controller) -> dict[str, Any]:
         host_rows.append({
             "name": name,
             "driver": host.driver,
-            "state": "drained" if status_ and status_.drained and status_.state == "up" else (status_.state if status_ else "up"),
+            "state": status_.state if status_ else "up",
+            "drained": bool(status_ and status_.drained),
             "address": driver.address if driver else host.address,
             "nodes": sum(1 for n in nodes if n.host == name),
             "reason": status_.reason if status_ else "",
@@ -115,6 +117,74 @@ def replace_node(ctl: Controller, node_id: str) -> dict[str, Any]:
     return {"node": node_id, "message": f"{node_id} will be replaced by a new node, then drained and stopped"}
 
 
+def migrate(ctl: Controller, node_id: str, host: str) -> dict[str, Any]:
+    """Move a node to ``host`` without a failed request: a new node there first, healthy,
+    then the load balancer shifts to it and the old one drains and stops."""
+    node = _node(ctl, node_id)
+    if node.state not in ACTIVE_STATES or node.mark == Mark.REMOVE:
+        raise RequestError(f"{node_id} is {node.state.value}; only a running node can be migrated", "node", 409)
+    target = _host(ctl, host, "host")
+    if host == node.host:
+        raise RequestError(f"{node_id} already runs on {host}", "host", 409)
+    status_ = ctl.ctx.hosts.get(host)
+    if status_ is not None and (status_.state != "up" or status_.drained):
+        raise RequestError(f"host {host} is {'drained' if status_.drained else status_.state}; "
+                           "it takes no new nodes", "host", 409)
+    role = _role(ctl, node.role)
+    missing = {k: v for k, v in role.require.items() if target.labels.get(k) != v}
+    if missing:
+        raise RequestError(f"role {node.role} requires {missing} and host {host} does not have it", "host", 409)
+    ctl.mark(node_id, Mark.REPLACE, move_to=host)
+    ctl.ctx.events.add("node.migrate", f"{node_id}: migrating from {node.host} to {host}", node.role, node_id)
+    return {"node": node_id, "from": node.host, "to": host,
+            "message": f"{node_id} moves from {node.host} to {host}: new node first, then drain and stop"}
+
+
+def drain_host(ctl: Controller, host: str) -> dict[str, Any]:
+    """Move every node off a host (for maintenance) and keep new ones away."""
+    _host(ctl, host, "host")
+    ctl.set_drained(host, True)
+    moving = [n for n in ctl.ctx.store.nodes() if n.host == host and n.state in ACTIVE_STATES and n.mark != Mark.REMOVE]
+    for node in moving:
+        ctl.mark(node.id, Mark.REPLACE)
+    ctl.ctx.events.add("host.drain", f"host {host} drained: moving {len(moving)} node(s) off it")
+    return {"host": host, "moving": [n.id for n in moving],
+            "message": f"host {host} drained; moving {len(moving)} node(s) to other hosts"}
+
+
+def undrain_host(ctl: Controller, host: str) -> dict[str, Any]:
+    _host(ctl, host, "host")
+    ctl.set_drained(host, False)
+    ctl.ctx.events.add("host.undrain", f"host {host} takes new nodes again")
+    return {"host": host, "message": f"host {host} takes new nodes again (running nodes do not move back)"}
+
+
+async def hosts(ctl: Controller) -> list[dict[str, Any]]:
+    """Hosts with their state, load, capacity used and nodes (load asked live, briefly)."""
+    nodes = ctl.ctx.store.nodes()
+    rows = []
+    for name, spec in ctl.spec.hosts.items():
+        status_ = ctl.ctx.hosts.get(name)
+        driver = ctl.ctx.drivers.get(name)
+        load = None
+        if driver is not None and (status_ is None or status_.state == "up"):
+            try:
+                async with asyncio.timeout(2):
+                    metrics = await driver.host_metrics()
+                load = {"load1": metrics.load1, "cpus": metrics.cpu_count,
+                        "memory_available": metrics.memory_available, "memory_total": metrics.memory_total}
+            except (FarmhandError, TimeoutError, OSError):
+                load = None
+        mine = [n for n in nodes if n.host == name]
+        rows.append({
+            "name": name, "driver": spec.driver, "address": driver.address if driver else spec.address,
+            "state": status_.state if status_ else "up", "drained": bool(status_ and status_.drained),
+            "reason": status_.reason if status_ else "", "labels": spec.labels, "load": load,
+            "capacity": spec.capacity.nodes, "used": len(mine), "nodes": [n.id for n in mine],
+        })
+    return rows
+
+
 async def reload(ctl: Controller) -> dict[str, Any]:
     changes = await ctl.reload()
     return {"changes": changes}
@@ -151,6 +221,13 @@ def _role(ctl: Controller, name: str) -> Any:
         known = ", ".join(ctl.spec.roles) or "none"
         raise RequestError(f"no role {name!r} in farm {ctl.spec.name} (roles: {known})", "role", 404)
     return role
+
+
+def _host(ctl: Controller, name: str, field: str) -> Any:
+    host = ctl.spec.hosts.get(name)
+    if host is None:
+        raise RequestError(f"no host {name!r} in farm {ctl.spec.name} (hosts: {', '.join(ctl.spec.hosts)})", field, 404)
+    return host
 
 
 def _node(ctl: Controller, node_id: str) -> NodeRecord:

@@ -58,6 +58,8 @@ class NodeRecord:
     on_stop: OnStop = OnStop.REMOVE
     killed: bool = False
     reason: str = ""
+    move_to: str | None = None
+    """With ``mark == REPLACE``: the host the replacement must go to (a migration)."""
 
     def replace(self, **changes: Any) -> NodeRecord:
         return dataclasses.replace(self, **changes)

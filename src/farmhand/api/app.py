@@ -25,6 +25,10 @@ class ScaleBody(BaseModel):
     count: int = Field(ge=0, description="How many nodes the role should have")
 
 
+class MigrateBody(BaseModel):
+    host: str = Field(description="The host the node moves to")
+
+
 def create_app(ctl: Controller, token: str) -> FastAPI:
     app = FastAPI(title="farmhand", version="1", summary=f"controller of farm {ctl.spec.name}")
 
@@ -93,6 +97,22 @@ def create_app(ctl: Controller, token: str) -> FastAPI:
     @app.post("/api/nodes/{node_id}/replace", dependencies=changes)
     async def replace(node_id: str) -> dict[str, Any]:
         return intents.replace_node(ctl, node_id)
+
+    @app.post("/api/nodes/{node_id}/migrate", dependencies=changes)
+    async def migrate(node_id: str, body: MigrateBody) -> dict[str, Any]:
+        return intents.migrate(ctl, node_id, body.host)
+
+    @app.get("/api/hosts")
+    async def hosts() -> list[dict[str, Any]]:
+        return await intents.hosts(ctl)
+
+    @app.post("/api/hosts/{host}/drain", dependencies=changes)
+    async def drain_host(host: str) -> dict[str, Any]:
+        return intents.drain_host(ctl, host)
+
+    @app.post("/api/hosts/{host}/undrain", dependencies=changes)
+    async def undrain_host(host: str) -> dict[str, Any]:
+        return intents.undrain_host(ctl, host)
 
     @app.post("/api/reload", dependencies=changes)
     async def reload() -> dict[str, Any]:

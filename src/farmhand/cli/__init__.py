@@ -16,7 +16,7 @@ import click
 from rich.console import Console
 
 from farmhand.cli.client import ApiClient
-from farmhand.cli.render import event_line, status_tables
+from farmhand.cli.render import event_line, hosts_table, status_tables
 from farmhand.errors import FarmhandError, SpecError, StateError
 from farmhand.store.statedir import StateDir
 
@@ -258,3 +258,40 @@ def down(ctx: click.Context, no_wait: bool, timeout: float) -> None:
             return
         time.sleep(0.1)
     raise StateError(f"the controller (pid {client.pid}) still runs after {timeout:.0f}s; see `farmhand status`")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def hosts(ctx: click.Context, as_json: bool) -> None:
+    """Hosts with their state, load, capacity used and nodes."""
+    rows = _client(ctx).get("/api/hosts")
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        hosts_table(console, rows)
+
+
+@cli.command()
+@click.argument("node")
+@click.option("--to", "host", required=True, help="The host the node moves to.")
+@click.pass_context
+def migrate(ctx: click.Context, node: str, host: str) -> None:
+    """Move NODE to another host without dropping a request."""
+    _say(_client(ctx).post(f"/api/nodes/{node}/migrate", {"host": host}), f"{node} moving to {host}")
+
+
+@cli.command("drain-host")
+@click.argument("host")
+@click.pass_context
+def drain_host(ctx: click.Context, host: str) -> None:
+    """Move every node off HOST (maintenance) and place no new ones there."""
+    _say(_client(ctx).post(f"/api/hosts/{host}/drain"), f"host {host} drained")
+
+
+@cli.command("undrain-host")
+@click.argument("host")
+@click.pass_context
+def undrain_host(ctx: click.Context, host: str) -> None:
+    """Let placement use HOST again."""
+    _say(_client(ctx).post(f"/api/hosts/{host}/undrain"), f"host {host} undrained")

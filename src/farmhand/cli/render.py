@@ -52,3 +52,19 @@ def status_tables(console: Console, status: dict[str, Any]) -> None:
 def event_line(event: dict[str, Any]) -> str:
     stamp = time.strftime("%H:%M:%S", time.localtime(event["ts"])) + f".{int(event['ts'] * 1000) % 1000:03d}"
     return f"{stamp}  {event['kind']:<18} {event['message']}"
+
+
+def hosts_table(console: Console, rows: list[dict[str, Any]]) -> None:
+    table = Table(title="hosts", title_justify="left")
+    for column in ("host", "driver", "address", "state", "load", "nodes used", "nodes"):
+        table.add_column(column)
+    for row in rows:
+        state = row["state"] + (" (drained)" if row.get("drained") else "")
+        if row.get("reason"):
+            state += f": {row['reason']}"
+        load = row.get("load")
+        load_text = f"{load['load1']:.2f} / {load['cpus']} cpu" if load else "-"
+        used = f"{row['used']}/{row['capacity']}" if row.get("capacity") is not None else str(row["used"])
+        table.add_row(row["name"], row["driver"], str(row.get("address") or "-"), state, load_text, used,
+                      ", ".join(row["nodes"]))
+    console.print(table)

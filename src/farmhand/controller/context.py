@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from farmhand.clock import Clock
 from farmhand.controller.events import EventLog
@@ -23,6 +25,8 @@ class HostStatus:
     since: float = 0.0
     reason: str = ""
     drained: bool = False
+    probe: asyncio.Future[Any] | None = None
+    """A background listing of a host that is not up (see observe)."""
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,8 @@ class Controller:
 
     async def start(self) -> None:
         """Connect to the hosts and the data planes that already run (adopting them)."""
+        for name in json.loads(self.ctx.store.get_meta("drained_hosts") or "[]"):
+            self.ctx.hosts.setdefault(name, HostStatus()).drained = True
         self._make_drivers(self.spec)
         await self._ensure_data_planes(self.spec)
         self.ctx.events.add("controller.started", f"controller started for farm {self.spec.name}")
@@ -138,11 +141,18 @@ class Controller:
         self.wake()
         return before, count
 
-    def mark(self, node_id: str, mark: Mark) -> None:
+    def mark(self, node_id: str, mark: Mark, move_to: str | None = None) -> None:
         node = self.ctx.store.node(node_id)
         if node is None:
             return
-        self.ctx.store.put_node(node.replace(mark=mark))
+        self.ctx.store.put_node(node.replace(mark=mark, move_to=move_to))
+        self.wake()
+
+    def set_drained(self, host: str, drained: bool) -> None:
+        """Keep placement off a host (remembered across controller restarts)."""
+        self.ctx.hosts.setdefault(host, HostStatus()).drained = drained
+        names = sorted(name for name, status in self.ctx.hosts.items() if status.drained)
+        self.ctx.store.set_meta("drained_hosts", json.dumps(names))
         self.wake()
 
     # internals ---------------------------------------------------------------------------

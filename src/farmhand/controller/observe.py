@@ -14,6 +14,7 @@ from farmhand.errors import FarmhandError
 from farmhand.records import LIVE_STATES, Health, NodeRecord, NodeState
 
 log = logging.getLogger(__name__)
+LIST_TIMEOUT = 3.0
 
 
 async def observe(ctx: FarmContext, *, shutting_down: bool, orphans: dict[str, float]) -> World:
@@ -46,24 +47,46 @@ async def observe(ctx: FarmContext, *, shutting_down: bool, orphans: dict[str, f
 
 
 async def _list_hosts(ctx: FarmContext, now: float) -> dict[str, dict[str, RunningNode]]:
-    names = list(ctx.drivers)
-    results = await asyncio.gather(*(ctx.drivers[n].list() for n in names), return_exceptions=True)
+    """Listings of the hosts that answer. A host that is up is asked inline (bounded by
+    LIST_TIMEOUT); one that is not is probed in the background, so a dead or misconfigured
+    host never slows the ticks of the others."""
     listed: dict[str, dict[str, RunningNode]] = {}
-    for name, result in zip(names, results, strict=True):
-        status = ctx.hosts.setdefault(name, HostStatus(since=now))
+    inline = [n for n in ctx.drivers if ctx.hosts.setdefault(n, HostStatus(since=now)).state == "up"]
+    results = await asyncio.gather(*(_bounded_list(ctx, n) for n in inline), return_exceptions=True)
+    outcomes: dict[str, object] = dict(zip(inline, results, strict=True))
+    for name in ctx.drivers:
+        status = ctx.hosts[name]
+        if name in outcomes:
+            continue
+        probe = status.probe
+        if probe is None:
+            status.probe = asyncio.ensure_future(_bounded_list(ctx, name))
+        elif probe.done():
+            status.probe = None
+            outcomes[name] = probe.exception() or probe.result()
+    for name, result in outcomes.items():
+        status = ctx.hosts[name]
         if isinstance(result, BaseException):
-            if not isinstance(result, FarmhandError):
-                log.exception("listing host %s failed", name, exc_info=result)
-            _host_trouble(ctx, name, status, str(result), now)
+            if not isinstance(result, (FarmhandError, TimeoutError, OSError)):
+                log.error("listing host %s failed", name, exc_info=result)
+            _host_trouble(ctx, name, status, str(result) or type(result).__name__, now)
             continue
         if status.state != "up":
             ctx.events.add("host.up", f"host {name} answers again (was {status.state} for {now - status.since:.0f}s)")
             status.state, status.since, status.reason = "up", now, ""
+        assert isinstance(result, dict)
         listed[name] = result
     return listed
 
 
+async def _bounded_list(ctx: FarmContext, name: str) -> dict[str, RunningNode]:
+    async with asyncio.timeout(LIST_TIMEOUT):
+        return await ctx.drivers[name].list()
+
+
 def _host_trouble(ctx: FarmContext, name: str, status: HostStatus, reason: str, now: float) -> None:
+    if isinstance(reason, str) and reason == "TimeoutError":
+        reason = f"no answer within {LIST_TIMEOUT:g}s"
     if status.state == "up":
         status.state, status.since, status.reason = "unreachable", now, reason
         ctx.events.add("host.unreachable", f"host {name} does not answer: {reason}")

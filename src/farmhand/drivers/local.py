@@ -6,7 +6,9 @@ appended to ``<base>/logs/<node>.log``. A pidfile ``<base>/run/<node>.json`` hol
 process start time is written right after the fork; together they identify the process even
 after a controller restart, and a recycled pid never passes for a node. The narrow window
 between fork and pidfile is closed by tagging every node's environment with the farm id:
-the first ``list()`` after a restart finds such processes and writes their pidfiles.
+the first ``list()`` after a restart finds such processes and writes their pidfiles. (Several
+"local" hosts with their own ``base_dir`` may share a machine, so nodes carry the host's name
+too.)
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from farmhand.spec.models import HostSpec
 
 FARM_ENV = "FARMHAND_FARM"
 NODE_ENV = "FARMHAND_NODE"
+HOST_ENV = "FARMHAND_HOST"
 START_TIME_TOLERANCE = 0.05
 
 
@@ -64,7 +67,7 @@ class LocalDriver(Driver):
         workdir = launch.workdir
         if workdir and not Path(workdir).is_dir():
             raise DriverError(self.name, f"node {launch.node_id}: workdir {workdir} does not exist")
-        env = {**os.environ, **launch.env, FARM_ENV: self.farm_id, NODE_ENV: launch.node_id}
+        env = {**os.environ, **launch.env, FARM_ENV: self.farm_id, NODE_ENV: launch.node_id, HOST_ENV: self.name}
         if launch.port is not None:
             env.setdefault("PORT", str(launch.port))
         log_path = self.log_dir / f"{launch.node_id}.log"
@@ -108,6 +111,8 @@ class LocalDriver(Driver):
             if exit_code is None and self._is_same_process(node):
                 found[node.node_id] = node
                 continue
+            if exit_code is None and child is not None and child.pid == node.pid:
+                exit_code = child.poll()  # it died between poll() and the check: reap it now
             found[node.node_id] = RunningNode(node.node_id, node.pid, node.started_at, False, exit_code)
             pidfile.unlink(missing_ok=True)
             self._children.pop(node.node_id, None)
@@ -117,6 +122,8 @@ class LocalDriver(Driver):
     async def node_metrics(self, nodes: builtins.list[RunningNode]) -> dict[str, NodeMetrics]:
         metrics = {}
         for node in nodes:
+            if not self._is_same_process(node):
+                continue  # gone, a zombie or a recycled pid: a dead node has no metrics
             process = self._process(node.pid)
             if process is None:
                 continue
@@ -226,7 +233,8 @@ class LocalDriver(Driver):
             except (psutil.Error, OSError):
                 continue
             node_id = environ.get(NODE_ENV)
-            if environ.get(FARM_ENV) != self.farm_id or not node_id or node_id in known:
+            if (environ.get(FARM_ENV) != self.farm_id or environ.get(HOST_ENV, self.name) != self.name
+                    or not node_id or node_id in known):
                 continue
             try:
                 parent_env = process.parent().environ() if process.parent() else {}

@@ -20,7 +20,7 @@ CREATE TABLE IF NOT EXISTS nodes (
     fingerprint TEXT NOT NULL, created_at REAL NOT NULL, state_since REAL NOT NULL,
     port INTEGER, pid INTEGER, started_at REAL, restarts INTEGER NOT NULL DEFAULT 0,
     mark TEXT NOT NULL DEFAULT '', on_stop TEXT NOT NULL DEFAULT 'remove',
-    killed INTEGER NOT NULL DEFAULT 0, reason TEXT NOT NULL DEFAULT ''
+    killed INTEGER NOT NULL DEFAULT 0, reason TEXT NOT NULL DEFAULT '', move_to TEXT
 );
 CREATE TABLE IF NOT EXISTS roles (
     name TEXT PRIMARY KEY, wanted INTEGER, failures INTEGER NOT NULL DEFAULT 0,
@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 NODE_COLUMNS = ("id", "role", "host", "state", "fingerprint", "created_at", "state_since", "port",
-                "pid", "started_at", "restarts", "mark", "on_stop", "killed", "reason")
+                "pid", "started_at", "restarts", "mark", "on_stop", "killed", "reason", "move_to")
 
 
 class SqliteStore(Store):
@@ -61,7 +61,7 @@ class SqliteStore(Store):
     def put_node(self, node: NodeRecord) -> None:
         values = (node.id, node.role, node.host, node.state.value, node.fingerprint, node.created_at,
                   node.state_since, node.port, node.pid, node.started_at, node.restarts, node.mark.value,
-                  node.on_stop.value, int(node.killed), node.reason)
+                  node.on_stop.value, int(node.killed), node.reason, node.move_to)
         placeholders = ", ".join("?" for _ in NODE_COLUMNS)
         self._db.execute(f"INSERT OR REPLACE INTO nodes ({', '.join(NODE_COLUMNS)}) VALUES ({placeholders})", values)
 

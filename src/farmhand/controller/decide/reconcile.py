@@ -139,9 +139,11 @@ class _RolePlanner:
 
     def _failed(self, node: NodeRecord, reason: str) -> None:
         early_window = self.spec.farm.early_failure
-        early = node.state == NodeState.STARTING or (
+        host = self.world.hosts.get(node.host)
+        host_died = host is not None and not host.up
+        early = not host_died and (node.state == NodeState.STARTING or (
             node.started_at is not None and self.world.now - node.started_at < early_window
-        )
+        ))
         self._act(node, NodeFailed(node.id, reason, early))
         if early:
             self._count_early_failure()
@@ -172,9 +174,11 @@ class _RolePlanner:
         if missing > 0:
             self._create(role, missing, fingerprint, f"role {self.name} wants {wanted}, has {len(slots)}")
         elif outdated and len(slots) <= wanted and all(n.state == NodeState.RUNNING for n in current):
-            old = outdated[0]
+            old = next((n for n in outdated if n.move_to), outdated[0])
             why = "replace requested" if old.mark == Mark.REPLACE else "the role's command or env changed"
-            self._create(role, 1, fingerprint, f"replacing {old.id} ({why})")
+            if old.move_to:
+                why = f"moving it to {old.move_to}"
+            self._create(role, 1, fingerprint, f"replacing {old.id} ({why})", only_host=old.move_to)
         surplus = len(slots) - wanted - (1 if outdated else 0)
         retired = 0
         if surplus > 0:
@@ -183,9 +187,9 @@ class _RolePlanner:
                 retired += 1
         elif outdated:
             running = sum(1 for n in slots if n.state == NodeState.RUNNING)
-            old = min(outdated, key=lambda n: (n.state == NodeState.RUNNING, n.index))
+            old = min(outdated, key=lambda n: (n.state == NodeState.RUNNING, n.move_to is None, n.index))
             if old.state != NodeState.RUNNING or running - 1 >= wanted:
-                self._retire(old, "replaced by a newer node")
+                self._retire(old, f"moved to {old.move_to}" if old.move_to else "replaced by a newer node")
         self._start_pending(slots)
 
     def _holds_slot(self, node: NodeRecord) -> bool:
@@ -201,10 +205,13 @@ class _RolePlanner:
         ready = STATE_ORDER.get(node.state, 0)
         return (0 if outdated else 1, ready, -node.index)
 
-    def _create(self, role: RoleSpec, count: int, fingerprint: str, reason: str) -> None:
+    def _create(self, role: RoleSpec, count: int, fingerprint: str, reason: str, only_host: str | None = None) -> None:
         planned = list(self.all_nodes)
+        hosts = self.world.hosts
+        if only_host is not None:
+            hosts = {only_host: hosts[only_host]} if only_host in hosts else {}
         for _ in range(count):
-            placement = place(self.name, role, self.world.hosts, planned)
+            placement = place(self.name, role, hosts, planned)
             if placement.host is None:
                 self.actions.append(Note("node.unplaceable", f"role {self.name}: cannot place a node: {placement.reason}", self.name))
                 return
@@ -234,8 +241,8 @@ class _RolePlanner:
             self._act(node, NodeGone(node.id, OnStop.REMOVE))
         elif self.name in self.world.has_lb and node.state in (NodeState.STARTING, NodeState.RUNNING):
             self._act(node, DrainNode(node.id, reason, OnStop.REMOVE))
-        elif node.state in (NodeState.STARTING, NodeState.RUNNING):
-            self._act(node, StopNode(node.id, reason, OnStop.REMOVE))
+        elif node.state in (NodeState.STARTING, NodeState.RUNNING, NodeState.STOPPING):
+            self._act(node, StopNode(node.id, reason, OnStop.REMOVE))  # a stopping one: not restarted after all
 
 
 def _death_reason(node: NodeRecord, seen: NodeSeen, world: World) -> str:
