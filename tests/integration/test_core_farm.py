@@ -238,3 +238,24 @@ def test_check_reports_every_problem_with_file_line_and_key(tmp_path) -> None:
     assert result.returncode == 2
     assert f"{farm_file}:6: roles.web.health.interval: \"5x\" is not a duration" in result.stderr
     assert f"{farm_file}:3: roles.web.cuont: unknown key (did you mean 'count'?)" in result.stderr
+
+
+def test_events_and_logs_follow(make_farm: FarmMaker) -> None:
+    farm = make_farm(web_farm(count=1))
+    farm.up()
+    events = subprocess.Popen([sys.executable, "-m", "farmhand", "events", "-f", "-n", "0"], cwd=farm.folder,
+                              stdout=subprocess.PIPE, text=True)
+    logs = subprocess.Popen([sys.executable, "-m", "farmhand", "logs", "web-1", "-f"], cwd=farm.folder,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert "web-1 listening" in (logs.stdout.readline() if logs.stdout else "")
+        farm.cli("scale", "web", "2")
+        assert events.stdout is not None
+        lines = [events.stdout.readline() for _ in range(2)]
+        assert "role.scaled" in lines[0] and "web: 1 -> 2" in lines[0]
+        assert "node.created" in lines[1] and "web-2" in lines[1]
+    finally:
+        events.kill()
+        logs.kill()
+        events.wait()
+        logs.wait()

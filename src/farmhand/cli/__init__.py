@@ -171,8 +171,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
 def events(ctx: click.Context, follow: bool, as_json: bool, last: int) -> None:
     """What happened in the farm, with times and reasons."""
     client = _client(ctx)
-    past = client.get("/api/events", limit=last)
-    for event in past:
+    past = client.get("/api/events", limit=max(last, 1))
+    for event in past[len(past) - last:] if last else []:
         click.echo(json.dumps(event) if as_json else event_line(event))
     if not follow:
         return

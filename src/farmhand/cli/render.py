@@ -26,8 +26,8 @@ def status_tables(console: Console, status: dict[str, Any]) -> None:
                    f"({role['failures']} failures)"
         lb = role["lb"] or "-"
         stats = role.get("lb_stats") or {}
-        if role["lb"] and isinstance(stats.get("requests_per_second"), (int, float)):
-            lb += f"  {stats['requests_per_second']:.0f} req/s"
+        if role["lb"] and isinstance(stats.get("requests_per_s"), (int, float)):
+            lb += f"  {stats['requests_per_s']:.0f} req/s"
         roles.add_row(role["name"], str(role["wanted"]), str(role["running"]), str(role["healthy"]), lb, note)
     console.print(roles)
     nodes = Table(title="nodes", title_justify="left")

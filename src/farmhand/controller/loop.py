@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 from farmhand.clock import Clock, WallClock
 from farmhand.controller.act import Actor
+from farmhand.controller.autoscaler import Autoscaler
 from farmhand.controller.context import FarmContext, HostStatus
 from farmhand.controller.decide.reconcile import reconcile
 from farmhand.controller.events import EventLog
@@ -34,6 +36,7 @@ from farmhand.store.statedir import StateDir
 
 log = logging.getLogger(__name__)
 FAST_TICK = 0.1
+STATS_TIMEOUT = 2.0
 TRANSITIONS = frozenset({NodeState.PENDING, NodeState.DRAINING, NodeState.STOPPING})
 
 
@@ -50,6 +53,7 @@ class Controller:
         self._orphans: dict[str, float] = {}
         self._sent_backends: dict[str, list[Backend]] = {}
         self._last_backend_push = 0.0
+        self.autoscaler = Autoscaler(self.ctx, self.autoscaled, self.wake)
 
     def __repr__(self) -> str:
         return f"<Controller {self.ctx.spec.name} [hosts: {len(self.ctx.drivers)} | shutting down: {self.shutting_down}]>"
@@ -87,6 +91,7 @@ class Controller:
             await self._stop_data_planes()
             self.ctx.events.add("controller.stopped", f"farm {self.spec.name} is down")
         finally:
+            await self.autoscaler.close()
             await self.ctx.health.close()
             for driver in self.ctx.drivers.values():
                 with contextlib.suppress(Exception):
@@ -94,7 +99,10 @@ class Controller:
             self.stopped.set()
 
     async def tick(self) -> None:
+        if not self.shutting_down:
+            await self.autoscaler.tick()
         world = await observe(self.ctx, shutting_down=self.shutting_down, orphans=self._orphans)
+        world = dataclasses.replace(world, load=self.autoscaler.node_load())
         actions = reconcile(self.spec, self.ctx.store.nodes(), self.ctx.store.roles(), world)
         await self.actor.run(actions)
         self._sync_health()
@@ -140,6 +148,13 @@ class Controller:
         self.ctx.events.add("role.scaled", f"role {role_name}: {before} -> {count} nodes (by request)", role_name)
         self.wake()
         return before, count
+
+    def autoscaled(self, role_name: str, count: int, reason: str) -> None:
+        """Apply an autoscaling decision: like ``scale``, recorded as ``role.autoscaled``."""
+        state = self.ctx.store.roles().get(role_name, RoleState(role_name))
+        self.ctx.store.put_role(RoleState(role_name, count, state.failures, state.backoff_until, state.next_index))
+        self.ctx.events.add("role.autoscaled", reason, role_name)
+        self.wake()
 
     def mark(self, node_id: str, mark: Mark, move_to: str | None = None) -> None:
         node = self.ctx.store.node(node_id)
@@ -237,18 +252,20 @@ class Controller:
                     backends.append(Backend(node.id, driver.address, node.port, weight, "drain"))
             if refresh or self._sent_backends.get(name) != backends:
                 try:
-                    await plane.set_backends(backends)
+                    async with asyncio.timeout(STATS_TIMEOUT * 2):
+                        await plane.set_backends(backends)
                     self._sent_backends[name] = backends
-                except FarmhandError as error:
-                    self.ctx.events.add("lb.error", f"role {name}: could not update the load balancer: {error}", name)
+                except (FarmhandError, TimeoutError) as error:
+                    self.ctx.events.add("lb.error", f"role {name}: could not update the load balancer: {error or 'no answer'}", name)
         if refresh:
             self._last_backend_push = now
 
     async def data_plane_stats(self) -> dict[str, dict[str, Any]]:
         stats = {}
         for name, plane in self.ctx.data_planes.items():
-            with contextlib.suppress(FarmhandError):
-                stats[name] = await plane.stats()
+            with contextlib.suppress(FarmhandError, TimeoutError):
+                async with asyncio.timeout(STATS_TIMEOUT):  # a stuck engine must not stall `status`
+                    stats[name] = await plane.stats()
         return stats
 
 

@@ -141,9 +141,10 @@ async def _in_flight(ctx: FarmContext, node: NodeRecord) -> int:
     if plane is None:
         return 0
     try:
-        return await plane.active(node.id)
-    except FarmhandError:
-        return 0
+        async with asyncio.timeout(1.0):
+            return await plane.active(node.id)
+    except (FarmhandError, TimeoutError):
+        return 0  # an engine that does not answer cannot hold the drain forever
 
 
 def _host_views(ctx: FarmContext) -> dict[str, HostView]:

@@ -31,7 +31,19 @@ def load_farm(path: str | Path) -> FarmSpec:
     spec = parse_farm(text, str(path))
     if spec.farm.name is None:
         spec = spec.model_copy(update={"farm": spec.farm.model_copy(update={"name": file.stem})})
-    return spec
+    return _with_workdirs_resolved(spec, file.resolve().parent)
+
+
+def _with_workdirs_resolved(spec: FarmSpec, folder: Path) -> FarmSpec:
+    """Relative workdirs (and a missing one) mean the farm file's folder, as in compose
+    files: the farm then works wherever `farmhand` is started from."""
+    roles = {}
+    for name, role in spec.roles.items():
+        workdir = Path(role.workdir) if role.workdir else folder
+        if not workdir.is_absolute():
+            workdir = folder / workdir
+        roles[name] = role.model_copy(update={"workdir": str(workdir)})
+    return spec.model_copy(update={"roles": roles})
 
 
 def parse_farm(text: str, filename: str = "farm.toml") -> FarmSpec:

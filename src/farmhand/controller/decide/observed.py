@@ -41,3 +41,6 @@ class World:
     has_lb: frozenset[str] = frozenset()
     """Roles that have a load balancer (their nodes drain before they stop)."""
     shutting_down: bool = False
+    load: dict[str, float] = field(default_factory=dict)
+    """How busy each node is now (requests in flight, else CPU %), for scale-in's
+    ``victims = "least-loaded"``; nodes missing count as idle."""

@@ -200,10 +200,16 @@ class _RolePlanner:
                            and a.on_stop == OnStop.REMOVE for a in self.actions)
         return node.on_stop == OnStop.RESTART
 
-    def _victim_rank(self, node: NodeRecord, fingerprint: str) -> tuple[int, int, int]:
+    def _victim_rank(self, node: NodeRecord, fingerprint: str) -> tuple[int, int, float, int]:
+        """Outdated first, then the least ready, then by the role's ``autoscale.victims`` rule
+        (newest by default; least-loaded reads ``World.load``, ties going to the newest)."""
         outdated = node.fingerprint != fingerprint or node.mark == Mark.REPLACE
         ready = STATE_ORDER.get(node.state, 0)
-        return (0 if outdated else 1, ready, -node.index)
+        rule = self.role.autoscale.victims if self.role is not None and self.role.autoscale else "newest"
+        if rule == "oldest":
+            return (0 if outdated else 1, ready, 0.0, node.index)
+        load = self.world.load.get(node.id, 0.0) if rule == "least-loaded" else 0.0
+        return (0 if outdated else 1, ready, load, -node.index)
 
     def _create(self, role: RoleSpec, count: int, fingerprint: str, reason: str, only_host: str | None = None) -> None:
         planned = list(self.all_nodes)

@@ -1,0 +1,164 @@
+"""The autoscaler's glue, run at the start of every controller tick.
+
+At most once per ``interval`` (the shortest among the roles that autoscale) it takes one
+metrics sample (``metrics.MetricsSampler``), asks the pure policies
+(``decide.autoscale.decide``) for each role with an ``autoscale`` table, and when a role's
+count changes hands the new count and its reason to the controller (a ``role.autoscaled``
+event). Scale-in then goes through the ordinary reconcile, which drains a role's nodes
+through its load balancer before stopping them, picking them by the role's ``victims`` rule.
+
+Between samples it arms a timer that wakes the controller when the next one is due, so
+sampling keeps its pace whatever the farm's ``tick``. Nothing here may fail a tick: a
+sample that goes wrong is logged and the policies see fewer readings (which never shrinks
+a role).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import zoneinfo
+from collections.abc import Callable
+from datetime import datetime
+
+from farmhand.controller.context import FarmContext
+from farmhand.controller.decide.autoscale import Decision, Memory, Reading, Situation, decide
+from farmhand.controller.decide.reconcile import wanted_count
+from farmhand.controller.metrics import HORIZON, MetricsSampler, MetricsWindow
+from farmhand.records import RoleState
+from farmhand.spec.autoscale import AutoscaleSpec
+from farmhand.spec.models import RoleSpec
+
+log = logging.getLogger(__name__)
+DEFAULT_INTERVAL = 2.0
+"""Sampling pace when no role autoscales (metrics still show in status and the dashboard)."""
+SLACK = 0.02
+"""A sample due this soon is taken now (timers fire a hair early or late)."""
+
+ApplyCount = Callable[[str, int, str], None]
+
+
+class Autoscaler:
+    def __init__(self, ctx: FarmContext, apply: ApplyCount, wake: Callable[[], None]) -> None:
+        self.ctx = ctx
+        self.window = MetricsWindow()
+        self.sampler = MetricsSampler(ctx, self.window)
+        self._apply = apply
+        self._wake = wake
+        self._memory: dict[str, Memory] = {}
+        self._specs: dict[str, AutoscaleSpec] = {}
+        self.decisions: dict[str, Decision] = {}
+        """The last decision per role (its reason shows in status)."""
+        self._next_sample = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def __repr__(self) -> str:
+        return f"<Autoscaler [roles: {len(self._specs)} | interval: {self.interval:g}s]>"
+
+    @property
+    def interval(self) -> float:
+        return min((r.autoscale.interval for r in self.ctx.spec.roles.values() if r.autoscale),
+                   default=DEFAULT_INTERVAL)
+
+    async def tick(self) -> None:
+        """Sample and decide when a sample is due; otherwise make sure a wake-up is armed."""
+        now = self.ctx.clock.now()
+        if now + SLACK < self._next_sample:
+            self._arm(self._next_sample - now)
+            return
+        interval = self.interval
+        self._next_sample = now + interval
+        self._arm(interval)
+        try:
+            self.window.horizon = self._horizon()
+            await self.sampler.sample(now)
+            self.decide_all(now)
+        except Exception:
+            log.exception("autoscaling failed this round")
+
+    def decide_all(self, now: float) -> None:
+        """One decision per autoscaling role from what the window holds now."""
+        roles = self.ctx.spec.roles
+        for name in [n for n in self._specs if roles.get(n) is None or roles[n].autoscale is None]:
+            self._specs.pop(name)
+            self._memory.pop(name, None)
+            self.decisions.pop(name, None)
+        stored = self.ctx.store.roles()
+        for name, role in roles.items():
+            if role.autoscale is None:
+                continue
+            if self._specs.get(name) != role.autoscale:
+                self._specs[name] = role.autoscale
+                self._memory.pop(name, None)  # new rules: start afresh (and hold the count a while)
+            decision = decide(self._situation(name, role, role.autoscale, stored.get(name, RoleState(name)), now),
+                              self._memory.get(name, Memory()))
+            self._memory[name] = decision.memory
+            self.decisions[name] = decision
+            if decision.changed:
+                self._apply(name, decision.wanted, decision.reason)
+
+    def current(self, role: str) -> dict[str, float]:
+        """The role's metrics as last sampled (stale ones left out), for status."""
+        now = self.ctx.clock.now()
+        return {k: round(v, 3) for k, v in self.window.latest(role, self._max_age(), now).items()}
+
+    def node_current(self, node: str) -> dict[str, float]:
+        now = self.ctx.clock.now()
+        return {k: round(v, 3) for k, v in self.window.node_latest(node, self._max_age(), now).items()}
+
+    def node_load(self) -> dict[str, float]:
+        """How busy each node is (requests in flight, else CPU %), for least-loaded scale-in."""
+        now = self.ctx.clock.now()
+        load = {}
+        for node in self.window.nodes:
+            values = self.window.node_latest(node, self._max_age(), now)
+            value = values.get("in_flight", values.get("cpu"))
+            if value is not None:
+                load[node] = value
+        return load
+
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        await self.sampler.close()
+
+    # internals ---------------------------------------------------------------------------
+
+    def _situation(self, name: str, role: RoleSpec, spec: AutoscaleSpec, state: RoleState, now: float) -> Situation:
+        current = wanted_count(role, state)
+        readings = {}
+        for metric in set(spec.metrics()):
+            reading = self._reading(name, metric, spec, now)
+            if reading is not None:
+                readings[metric] = reading
+        upper = role.upper_bound if role.upper_bound is not None else max(current, role.lower_bound)
+        return Situation(name, spec, role.lower_bound, upper, current, readings, now, _local_time(now, spec.timezone))
+
+    def _reading(self, role: str, metric: str, spec: AutoscaleSpec, now: float) -> Reading | None:
+        latest = self.window.current(role, metric)
+        if latest is None or now - latest.t > self._max_age(spec, metric):
+            return None  # stale: a source that stopped answering has no opinion
+        longest = max((rule.for_ for rule in spec.threshold if rule.metric == metric), default=0.0)
+        history = self.window.history(role, metric, now - longest - 2 * spec.interval) if longest else ()
+        return Reading(latest.value, latest.nodes, history)
+
+    def _max_age(self, spec: AutoscaleSpec | None = None, metric: str | None = None) -> float:
+        """How old a sample may be and still count as current."""
+        age = 3 * self.interval + 0.5
+        if spec is not None and metric in spec.external:
+            age += spec.external[metric].timeout + spec.interval
+        return age
+
+    def _horizon(self) -> float:
+        longest = max((rule.for_ for role in self.ctx.spec.roles.values() if role.autoscale
+                       for rule in role.autoscale.threshold), default=0.0)
+        return max(HORIZON, longest + 60.0)
+
+    def _arm(self, delay: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(max(delay, 0.0), self._wake)
+
+
+def _local_time(now: float, zone: str | None) -> datetime:
+    return datetime.fromtimestamp(now, zoneinfo.ZoneInfo(zone) if zone else None)

@@ -1,0 +1,358 @@
+"""The controller's short memory of every metric, and the sampling that fills it.
+
+``MetricsWindow`` keeps (time, value) series per role and per node for the last few minutes,
+in memory only: enough for the autoscaling policies (stabilization windows, threshold
+durations) and for the dashboard's charts, and nothing worth persisting (after a restart the
+autoscaler holds counts until it has seen fresh samples anyway).
+
+``MetricsSampler`` takes one sample of everything: per node CPU %, RSS and connections
+(``Driver.node_metrics``), per host the load average (``Driver.host_metrics``), per role what
+its load balancer says (``DataPlane.stats()``; keys listed in ``farmhand.lb``), and external
+metrics (a Prometheus text endpoint or a command). Every source is bounded in time and read
+defensively: a missing key, a silent host or a failing command leaves that metric out of the
+sample, which the policies read as "no opinion", never as zero.
+
+Requests per second are computed here from the listeners' ``requests`` counters between two
+samples, because the engines' own ``requests_per_s`` averages over ~10 s, which would hide the
+first seconds of an overload; the engine's figure is the fallback (first sample, a counter
+that went backwards after a worker restart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import re
+import signal
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from farmhand.controller.context import FarmContext
+from farmhand.drivers.base import HostMetrics, NodeMetrics, RunningNode
+from farmhand.records import NodeRecord, NodeState
+from farmhand.spec.autoscale import ExternalMetric
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+HORIZON = 600.0
+"""Seconds of history kept by default (the autoscaler raises it for long threshold rules)."""
+IO_TIMEOUT = 1.0
+"""Longest wait for one host's or one load balancer's answer within a sample."""
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+class Series:
+    """(time, value) samples of one metric, oldest first, at most ``horizon`` seconds old."""
+
+    def __init__(self) -> None:
+        self.points: deque[tuple[float, float]] = deque()
+
+    def __repr__(self) -> str:
+        return f"<Series [{len(self.points)} points]>"
+
+    def add(self, t: float, value: float, horizon: float) -> None:
+        self.points.append((t, value))
+        while self.points and t - self.points[0][0] > horizon:
+            self.points.popleft()
+
+    def latest(self) -> tuple[float, float] | None:
+        return self.points[-1] if self.points else None
+
+    def since(self, start: float) -> tuple[tuple[float, float], ...]:
+        recent: list[tuple[float, float]] = []
+        for point in reversed(self.points):
+            if point[0] < start:
+                break
+            recent.append(point)
+        return tuple(reversed(recent))
+
+
+@dataclass(frozen=True)
+class Current:
+    """A metric's newest sample and how many serving nodes it was measured over."""
+
+    t: float
+    value: float
+    nodes: int
+
+
+class MetricsWindow:
+    """Every metric of every role and node over the last ``horizon`` seconds."""
+
+    def __init__(self, horizon: float = HORIZON) -> None:
+        self.horizon = horizon
+        self.roles: dict[str, dict[str, Series]] = defaultdict(dict)
+        self.nodes: dict[str, dict[str, Series]] = defaultdict(dict)
+        self._measured_over: dict[tuple[str, str], int] = {}
+
+    def __repr__(self) -> str:
+        return f"<MetricsWindow [roles: {len(self.roles)} | nodes: {len(self.nodes)}]>"
+
+    def record_role(self, role: str, t: float, values: dict[str, tuple[float, int]]) -> None:
+        series = self.roles[role]
+        for name, (value, nodes) in values.items():
+            series.setdefault(name, Series()).add(t, value, self.horizon)
+            self._measured_over[(role, name)] = nodes
+
+    def record_node(self, node: str, t: float, values: dict[str, float]) -> None:
+        series = self.nodes[node]
+        for name, value in values.items():
+            series.setdefault(name, Series()).add(t, value, self.horizon)
+
+    def current(self, role: str, name: str) -> Current | None:
+        series = self.roles.get(role, {}).get(name)
+        point = series.latest() if series else None
+        if point is None:
+            return None
+        return Current(point[0], point[1], self._measured_over.get((role, name), 0))
+
+    def history(self, role: str, name: str, start: float) -> tuple[tuple[float, float], ...]:
+        series = self.roles.get(role, {}).get(name)
+        return series.since(start) if series else ()
+
+    def latest(self, role: str, max_age: float, now: float) -> dict[str, float]:
+        """The role's metrics sampled within ``max_age`` (older ones are not current)."""
+        found = {}
+        for name, series in self.roles.get(role, {}).items():
+            point = series.latest()
+            if point is not None and now - point[0] <= max_age:
+                found[name] = point[1]
+        return found
+
+    def node_latest(self, node: str, max_age: float, now: float) -> dict[str, float]:
+        found = {}
+        for name, series in self.nodes.get(node, {}).items():
+            point = series.latest()
+            if point is not None and now - point[0] <= max_age:
+                found[name] = point[1]
+        return found
+
+    def keep_only(self, roles: Iterable[str], nodes: Iterable[str]) -> None:
+        """Forget roles that left the farm and nodes that are gone."""
+        keep_roles, keep_nodes = set(roles), set(nodes)
+        for name in [r for r in self.roles if r not in keep_roles]:
+            del self.roles[name]
+        for name in [n for n in self.nodes if n not in keep_nodes]:
+            del self.nodes[name]
+        self._measured_over = {k: v for k, v in self._measured_over.items() if k[0] in keep_roles}
+
+
+class _NoReading(Exception):
+    """An external metric could not be read; the message says why (shown in events)."""
+
+
+class MetricsSampler:
+    """Takes samples into a ``MetricsWindow`` (the only part of autoscaling that does I/O)."""
+
+    def __init__(self, ctx: FarmContext, window: MetricsWindow) -> None:
+        self.ctx = ctx
+        self.window = window
+        self._counters: dict[str, tuple[float, int]] = {}
+        self._external: dict[tuple[str, str], asyncio.Task[float]] = {}
+        self._failing: dict[tuple[str, str], str] = {}
+
+    def __repr__(self) -> str:
+        return f"<MetricsSampler [external fetches: {len(self._external)}]>"
+
+    async def sample(self, now: float) -> None:
+        """One sample of every metric of every role; sources that fail are left out."""
+        ctx = self.ctx
+        serving = [n for n in ctx.store.nodes() if n.state == NodeState.RUNNING and n.pid and n.started_at]
+        hosts = sorted({n.host for n in serving if n.host in ctx.drivers})
+        node_answers = await asyncio.gather(*(self._node_metrics(h, [n for n in serving if n.host == h])
+                                              for h in hosts))
+        per_node: dict[str, NodeMetrics] = {k: v for answer in node_answers for k, v in answer.items()}
+        host_answers = await asyncio.gather(*(_bounded(ctx.drivers[h].host_metrics()) for h in hosts))
+        per_host = {h: m for h, m in zip(hosts, host_answers, strict=True) if m is not None}
+        planes = list(ctx.data_planes.items())
+        stats_answers = await asyncio.gather(*(_bounded(plane.stats()) for _, plane in planes))
+        stats = {name: s for (name, _), s in zip(planes, stats_answers, strict=True) if isinstance(s, dict)}
+        for role in ctx.spec.roles:
+            mine = [n for n in serving if n.role == role]
+            values = _node_values(mine, per_node) | _host_values(mine, per_host)
+            if role in stats:
+                values |= self._lb_values(role, stats[role], len(mine), now)
+            values |= self._external_values(role, len(mine))
+            self.window.record_role(role, now, values)
+            role_stats = stats.get(role, {})
+            for node in mine:
+                self.window.record_node(node.id, now, _one_node(node, per_node.get(node.id), role_stats))
+        self.window.keep_only(ctx.spec.roles, (n.id for n in ctx.store.nodes()))
+
+    async def close(self) -> None:
+        for task in self._external.values():
+            task.cancel()
+        for task in self._external.values():
+            with contextlib.suppress(BaseException):
+                await task
+        self._external.clear()
+
+    # sources ------------------------------------------------------------------------------
+
+    async def _node_metrics(self, host: str, nodes: list[NodeRecord]) -> dict[str, NodeMetrics]:
+        running = [RunningNode(n.id, n.pid or 0, n.started_at or 0.0) for n in nodes]
+        answer = await _bounded(self.ctx.drivers[host].node_metrics(running))
+        return answer or {}
+
+    def _lb_values(self, role: str, stats: dict[str, Any], serving: int, now: float) -> dict[str, tuple[float, int]]:
+        values: dict[str, tuple[float, int]] = {}
+        rate = self._request_rate(role, stats, now)
+        if rate is not None:
+            values["requests_per_s"] = (rate, serving)
+        for name in ("active_connections", "p95_ms", "waiting"):
+            number = _number(stats.get(name))
+            if number is not None:
+                values[name] = (number, serving)
+        return values
+
+    def _request_rate(self, role: str, stats: dict[str, Any], now: float) -> float | None:
+        listeners = stats.get("listeners")
+        counts = [_number(c.get("requests")) for c in listeners.values() if isinstance(c, dict)] \
+            if isinstance(listeners, dict) else []
+        fallback = _number(stats.get("requests_per_s"))
+        if not counts or any(c is None for c in counts):
+            return fallback
+        total = int(sum(c for c in counts if c is not None))
+        before = self._counters.get(role)
+        self._counters[role] = (now, total)
+        if before is None or total < before[1] or now - before[0] <= 0:
+            return fallback
+        return (total - before[1]) / (now - before[0])
+
+    def _external_values(self, role: str, serving: int) -> dict[str, tuple[float, int]]:
+        """Collect the external fetches that finished and start the next ones. Fetches run in
+        the background so a slow endpoint or command never slows the controller's tick."""
+        spec = self.ctx.spec.roles[role].autoscale
+        values: dict[str, tuple[float, int]] = {}
+        wanted = dict(spec.external) if spec else {}
+        for key in [k for k in self._external if k[0] == role and k[1] not in wanted]:
+            self._external.pop(key).cancel()
+        for name, source in wanted.items():
+            key = (role, name)
+            task = self._external.get(key)
+            if task is not None and not task.done():
+                continue
+            if task is not None:
+                error = task.exception()
+                if error is None:
+                    values[name] = (task.result(), serving)
+                    self._recovered(key)
+                else:
+                    self._failed(key, error)
+            self._external[key] = asyncio.ensure_future(self._fetch(source))
+        return values
+
+    async def _fetch(self, source: ExternalMetric) -> float:
+        if source.command is not None:
+            return await _run_command(source.command, source.timeout, str(self.ctx.farm_file.parent))
+        assert source.prometheus is not None and source.metric is not None
+        return await _scrape(source.prometheus, source.metric, source.labels, source.timeout)
+
+    def _failed(self, key: tuple[str, str], error: BaseException) -> None:
+        text = str(error) if isinstance(error, _NoReading) else f"{type(error).__name__}: {error}"
+        if self._failing.get(key) != text:
+            self._failing[key] = text
+            self.ctx.events.add("autoscale.metric", f"role {key[0]}: metric {key[1]} cannot be read: {text}", key[0])
+
+    def _recovered(self, key: tuple[str, str]) -> None:
+        if self._failing.pop(key, None) is not None:
+            self.ctx.events.add("autoscale.metric", f"role {key[0]}: metric {key[1]} can be read again", key[0])
+
+
+def _node_values(nodes: list[NodeRecord], per_node: dict[str, NodeMetrics]) -> dict[str, tuple[float, int]]:
+    measured = [per_node[n.id] for n in nodes if n.id in per_node]
+    if not measured:
+        return {}
+    count = len(measured)
+    return {
+        "cpu": (sum(m.cpu_percent for m in measured) / count, count),
+        "rss_mb": (sum(m.rss_bytes for m in measured) / count / 1e6, count),
+        "connections": (sum(m.connections for m in measured) / count, count),
+    }
+
+
+def _host_values(nodes: list[NodeRecord], per_host: dict[str, HostMetrics]) -> dict[str, tuple[float, int]]:
+    loads = [per_host[h].load1 for h in {n.host for n in nodes} if h in per_host]
+    return {"load1": (sum(loads) / len(loads), len(nodes))} if loads else {}
+
+
+def _one_node(node: NodeRecord, metrics: NodeMetrics | None, role_stats: dict[str, Any]) -> dict[str, float]:
+    values: dict[str, float] = {}
+    if metrics is not None:
+        values |= {"cpu": metrics.cpu_percent, "rss_mb": metrics.rss_bytes / 1e6, "connections": metrics.connections}
+    backends = role_stats.get("backends")
+    backend = backends.get(node.id) if isinstance(backends, dict) else None
+    active = _number(backend.get("active")) if isinstance(backend, dict) else None
+    if active is not None:
+        values["in_flight"] = active
+    return values
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+async def _bounded(call: Awaitable[T]) -> T | None:
+    """``call``'s answer, or None when it fails or takes longer than IO_TIMEOUT."""
+    try:
+        async with asyncio.timeout(IO_TIMEOUT):
+            return await call
+    except Exception as error:  # a sample leaves out what does not answer; it never fails the tick
+        log.debug("metrics source failed: %s", error)
+        return None
+
+
+async def _scrape(url: str, metric: str, labels: dict[str, str], timeout: float) -> float:
+    """The sum of ``metric``'s samples whose labels include ``labels``, from Prometheus text."""
+    try:
+        async with httpx.AsyncClient(timeout=timeout, trust_env=False) as client:
+            response = await client.get(url)
+    except httpx.HTTPError as error:
+        raise _NoReading(f"GET {url}: {error or type(error).__name__}") from error
+    if response.status_code != 200:
+        raise _NoReading(f"GET {url} answered {response.status_code}")
+    total: float | None = None
+    try:
+        for family in text_string_to_metric_families(response.text):
+            for sample in family.samples:
+                if sample.name == metric and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    total = (total or 0.0) + sample.value
+    except ValueError as error:
+        raise _NoReading(f"{url} is not Prometheus text: {error}") from error
+    if total is None:
+        match = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        raise _NoReading(f"{url} has no sample {metric}{{{match}}}")
+    return total
+
+
+async def _run_command(command: str, timeout: float, cwd: str) -> float:
+    """The last number ``command`` prints (run by /bin/sh in the farm's folder)."""
+    process = await asyncio.create_subprocess_shell(
+        command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, cwd=cwd, start_new_session=True)
+    try:
+        async with asyncio.timeout(timeout):
+            out, err = await process.communicate()
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
+        raise _NoReading(f"`{command}` gave no answer within {timeout:g}s") from None
+    if process.returncode != 0:
+        tail = (err or out).decode(errors="replace").strip().splitlines()
+        raise _NoReading(f"`{command}` exited {process.returncode}" + (f": {tail[-1]}" if tail else ""))
+    numbers = _NUMBER.findall(out.decode(errors="replace"))
+    if not numbers:
+        raise _NoReading(f"`{command}` printed no number")
+    return float(numbers[-1])
+
