@@ -151,7 +151,9 @@ def _host_views(ctx: FarmContext) -> dict[str, HostView]:
     views = {}
     for name, spec in ctx.spec.hosts.items():
         status = ctx.hosts.get(name, HostStatus())
-        views[name] = HostView(name, up=status.state != "down" and name in ctx.drivers, drained=status.drained,
+        # only a host that answers takes new nodes; nodes already on an unreachable one are
+        # left alone until it is declared down (observe reports them as still alive)
+        views[name] = HostView(name, up=status.state == "up" and name in ctx.drivers, drained=status.drained,
                                labels=dict(spec.labels), max_nodes=spec.capacity.nodes, reason=status.reason)
     return views
 

@@ -150,6 +150,8 @@ def _cross_checks(spec: FarmSpec) -> list[tuple[tuple[str, ...], str]]:
         if role.health and role.health.type in {"http", "tcp"} and role.port == "none":
             problems.append((("roles", name, "health", "type"),
                              f'a {role.health.type} check needs a port; set port = "auto" or use an exec check'))
+        if role.lb and role.lb.gate and role.lb.mode != "tcp":
+            problems.append((("roles", name, "lb", "gate"), 'the SMTP gate sits on a tcp listener; set mode = "tcp"'))
         if role.lb and role.port == "none":
             problems.append((("roles", name, "lb"), 'a load balancer needs the nodes\' ports; set port = "auto"'))
         for label in role.require:

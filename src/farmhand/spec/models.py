@@ -13,24 +13,16 @@ import re
 import string
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from farmhand.spec.autoscale import AutoscaleSpec
 from farmhand.spec.gate import GateOptions
-from farmhand.units import parse_duration
+from farmhand.spec.types import Duration
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
 PLACEHOLDERS = frozenset({"port", "node", "role", "host"})
 
 
-def _duration(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise ValueError(f"{value!r} is not a duration (use a string such as \"2s\")")
-    if isinstance(value, (int, float)):
-        raise ValueError(f'{value} is not a duration: write it with a unit, such as "{value}s"')
-    return parse_duration(value)
-
-
-Duration = Annotated[float, BeforeValidator(_duration)]
 
 
 class _Strict(BaseModel):
@@ -120,6 +112,8 @@ class RoleSpec(_Strict):
     stop_grace: Duration = 10.0
     health: HealthSpec | None = None
     lb: LbSpec | None = None
+    autoscale: AutoscaleSpec | None = None
+    """How the role grows and shrinks by itself, within min and max (see spec/autoscale.py)."""
     placement: Literal["spread", "pack"] = "spread"
     spread: str | None = None
     """A host label to spread across (``"zone"``); default: spread across hosts."""
@@ -163,6 +157,22 @@ class RoleSpec(_Strict):
             raise ValueError("give either count, or min and max, not both")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min ({self.min}) is above max ({self.max})")
+        return self
+
+    @model_validator(mode="after")
+    def _autoscale_fits_the_role(self) -> RoleSpec:
+        scale = self.autoscale
+        if scale is None:
+            return self
+        if self.min is None or self.max is None:
+            raise ValueError("autoscale needs min and max (instead of count)")
+        for window in scale.schedule:
+            for bound in (window.min, window.max):
+                if bound is not None and not self.min <= bound <= self.max:
+                    raise ValueError(f"schedule window {window.cron!r}: {bound} is outside the role's "
+                                     f"min/max ({self.min}..{self.max})")
+        if self.lb is None and scale.uses_lb():
+            raise ValueError(f"autoscale on {scale.uses_lb()[0]} needs a load balancer (lb = {{ listen = ... }})")
         return self
 
     @property
