@@ -15,6 +15,8 @@ from farmhand.records import LIVE_STATES, Health, NodeRecord, NodeState
 
 log = logging.getLogger(__name__)
 LIST_TIMEOUT = 3.0
+PROBE_TIMEOUT = 20.0
+"""A background probe may wait for the driver's own verdict (no route, refused...)."""
 
 
 async def observe(ctx: FarmContext, *, shutting_down: bool, orphans: dict[str, float]) -> World:
@@ -60,7 +62,7 @@ async def _list_hosts(ctx: FarmContext, now: float) -> dict[str, dict[str, Runni
             continue
         probe = status.probe
         if probe is None:
-            status.probe = asyncio.ensure_future(_bounded_list(ctx, name))
+            status.probe = asyncio.ensure_future(_bounded_list(ctx, name, PROBE_TIMEOUT))
         elif probe.done():
             status.probe = None
             outcomes[name] = probe.exception() or probe.result()
@@ -76,24 +78,32 @@ async def _list_hosts(ctx: FarmContext, now: float) -> dict[str, dict[str, Runni
             status.state, status.since, status.reason = "up", now, ""
         assert isinstance(result, dict)
         listed[name] = result
+    _declare_dead_hosts(ctx, now)
     return listed
 
 
-async def _bounded_list(ctx: FarmContext, name: str) -> dict[str, RunningNode]:
-    async with asyncio.timeout(LIST_TIMEOUT):
+async def _bounded_list(ctx: FarmContext, name: str, timeout: float = LIST_TIMEOUT) -> dict[str, RunningNode]:
+    async with asyncio.timeout(timeout):
         return await ctx.drivers[name].list()
 
 
 def _host_trouble(ctx: FarmContext, name: str, status: HostStatus, reason: str, now: float) -> None:
-    if isinstance(reason, str) and reason == "TimeoutError":
-        reason = f"no answer within {LIST_TIMEOUT:g}s"
+    if reason == "TimeoutError":
+        reason = "no answer in time"
     if status.state == "up":
         status.state, status.since, status.reason = "unreachable", now, reason
         ctx.events.add("host.unreachable", f"host {name} does not answer: {reason}")
-    elif status.state == "unreachable" and now - status.since >= ctx.spec.farm.host_timeout:
-        status.state, status.reason = "down", reason
-        ctx.events.add("host.down", f"host {name} is down (no answer for {now - status.since:.0f}s): {reason}; "
-                       "its nodes will be placed elsewhere")
+    elif reason != "no answer in time" or not status.reason:
+        status.reason = reason  # a later, more precise verdict (a probe's) replaces a timeout
+
+
+def _declare_dead_hosts(ctx: FarmContext, now: float) -> None:
+    """Unreachable for ``host_timeout``: down, whether or not a probe has answered yet."""
+    for name, status in ctx.hosts.items():
+        if status.state == "unreachable" and now - status.since >= ctx.spec.farm.host_timeout:
+            status.state = "down"
+            ctx.events.add("host.down", f"host {name} is down (no answer for {now - status.since:.0f}s): "
+                           f"{status.reason}; its nodes will be placed elsewhere")
 
 
 def _adopt(ctx: FarmContext, node: NodeRecord, running: RunningNode) -> None:
