@@ -259,3 +259,14 @@ def test_events_and_logs_follow(make_farm: FarmMaker) -> None:
         logs.kill()
         events.wait()
         logs.wait()
+
+
+def test_a_node_that_cannot_be_placed_is_reported_once(make_farm: FarmMaker) -> None:
+    farm = make_farm(web_farm(count=2, extra="[hosts.local]\ndriver = \"local\"\ncapacity = { nodes = 1 }"))
+    farm.cli("up", "--detach", "--timeout", "5", check=False)
+    wait_for(lambda: len(farm.ready_nodes("web")) == 1, 30, "the one node that fits")
+    farm.cli("scale", "web", "3")
+    wait_for(lambda: any(e["kind"] == "role.scaled" for e in farm.events()), 10, "the scale event")
+    wait_for(lambda: farm.status()["time"] > farm.events()[-1]["ts"] + 2, 30, "two seconds of ticks")
+    notes = [e for e in farm.events() if e["kind"] == "node.unplaceable"]
+    assert len(notes) == 1 and "local is full (1 nodes)" in notes[0]["message"]

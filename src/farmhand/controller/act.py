@@ -14,11 +14,15 @@ from farmhand.records import NodeRecord, NodeState, OnStop, RoleState
 from farmhand.units import format_duration
 
 log = logging.getLogger(__name__)
+REPEATED_EVERY_TICK = frozenset({"node.unplaceable"})
 
 
 class Actor:
     def __init__(self, ctx: FarmContext) -> None:
         self.ctx = ctx
+        self._last_note: dict[tuple[str, str | None], str] = {}
+        """The last note of each kind per role: a node that cannot be placed is decided
+        again every tick, but said once until something changes."""
 
     async def run(self, actions: list[a.Action]) -> None:
         for action in actions:
@@ -31,6 +35,7 @@ class Actor:
         ctx, now = self.ctx, self.ctx.clock.now()
         match action:
             case a.CreateNode():
+                self._last_note.pop(("node.unplaceable", action.role), None)
                 node = NodeRecord(action.node_id, action.role, action.host, NodeState.PENDING,
                                   action.fingerprint, now, now, reason=action.reason)
                 ctx.store.put_node(node)
@@ -71,7 +76,10 @@ class Actor:
                 ctx.store.put_role(RoleState(action.role, current.wanted, action.failures, action.backoff_until,
                                              action.next_index))
             case a.Note():
-                ctx.events.add(action.kind, action.message, action.role, action.node)
+                key = (action.kind, action.role)
+                if action.kind not in REPEATED_EVERY_TICK or self._last_note.get(key) != action.message:
+                    self._last_note[key] = action.message
+                    ctx.events.add(action.kind, action.message, action.role, action.node)
 
     def _node(self, node_id: str) -> NodeRecord | None:
         return self.ctx.store.node(node_id)
