@@ -42,6 +42,8 @@ async def status(ctl: Controller) -> dict[str, Any]:
             "max": role.upper_bound,
             "failures": state.failures,
             "backoff_until": state.backoff_until if state.backoff_until > now else None,
+            "metrics": ctl.autoscaler.current(name),
+            "autoscale": _autoscale_row(ctl, name),
         })
     node_rows = [_node_row(ctl, node, now) for node in nodes]
     host_rows = []
@@ -75,7 +77,17 @@ def _node_row(ctl: Controller, node: NodeRecord, now: float) -> dict[str, Any]:
         "state": node.state.value, "health": health.value, "started_at": node.started_at,
         "uptime": (now - node.started_at) if node.started_at and node.pid else None,
         "restarts": node.restarts, "reason": node.reason, "mark": node.mark.value or None,
+        "state_since": node.state_since, "on_stop": node.on_stop.value,
+        "cpu": (metrics := ctl.autoscaler.node_current(node.id)).get("cpu"), "rss_mb": metrics.get("rss_mb"),
     }
+
+
+def _autoscale_row(ctl: Controller, role: str) -> dict[str, Any] | None:
+    """The last autoscaling decision of a role: bounds in force and why the count is what it is."""
+    decision = ctl.autoscaler.decisions.get(role)
+    if decision is None:
+        return None
+    return {"min": decision.low, "max": decision.high, "reason": decision.reason}
 
 
 def scale(ctl: Controller, role_name: str, count: int) -> dict[str, Any]:

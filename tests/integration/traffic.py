@@ -3,7 +3,6 @@ count and time, recording every failure with its reason."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -61,7 +60,7 @@ class Traffic:
                     response = client.get(self.url)
                     good = response.status_code == 200 and response.text.startswith("hello from")
                     reason = f"status {response.status_code}: {response.text[:80]!r}"
-                except (httpx.HTTPError, OSError, socket.error) as error:
+                except (httpx.HTTPError, OSError) as error:
                     good, reason = False, f"{type(error).__name__}: {error}"
                 with self._lock:
                     if good:

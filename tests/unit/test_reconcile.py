@@ -186,7 +186,7 @@ def test_spread_places_nodes_evenly_and_respects_capacity() -> None:
         """)
     sim = Sim.of(farm(5, hosts=hosts))
     sim.settle()
-    per_host = sorted((n.host for n in sim.nodes.values()))
+    per_host = sorted(n.host for n in sim.nodes.values())
     assert per_host.count("b") == 1
     assert per_host.count("a") == 2 and per_host.count("c") == 2
 

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from farmhand import intents
+from farmhand.api.dashboard import mount_dashboard
 from farmhand.controller.loop import Controller
 from farmhand.errors import FarmhandError, RequestError, SpecError
 
@@ -122,4 +123,5 @@ def create_app(ctl: Controller, token: str) -> FastAPI:
     async def down() -> dict[str, Any]:
         return intents.down(ctl)
 
+    mount_dashboard(app, ctl)
     return app

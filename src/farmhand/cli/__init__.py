@@ -16,11 +16,14 @@ import click
 from rich.console import Console
 
 from farmhand.cli.client import ApiClient
+from farmhand.cli.load import load as load_command
 from farmhand.cli.render import event_line, hosts_table, status_tables
 from farmhand.errors import FarmhandError, SpecError, StateError
 from farmhand.store.statedir import StateDir
 
-console = Console()
+# Piped output (scripts, tests, `| less`) gets whole tables rather than 80 columns of
+# truncated names; a terminal gets its own width.
+console = Console() if sys.stdout.isatty() else Console(width=200)
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_FARM = "farm.toml"
 
@@ -295,3 +298,6 @@ def drain_host(ctx: click.Context, host: str) -> None:
 def undrain_host(ctx: click.Context, host: str) -> None:
     """Let placement use HOST again."""
     _say(_client(ctx).post(f"/api/hosts/{host}/undrain"), f"host {host} undrained")
+
+
+cli.add_command(load_command)

@@ -262,7 +262,7 @@ class Controller:
 
     async def data_plane_stats(self) -> dict[str, dict[str, Any]]:
         stats = {}
-        for name, plane in self.ctx.data_planes.items():
+        for name, plane in list(self.ctx.data_planes.items()):  # a reload may change the dict meanwhile
             with contextlib.suppress(FarmhandError, TimeoutError):
                 async with asyncio.timeout(STATS_TIMEOUT):  # a stuck engine must not stall `status`
                     stats[name] = await plane.stats()

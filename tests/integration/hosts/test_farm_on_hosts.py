@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.integration.farmkit import APP, Farm, wait_for
 from tests.integration.traffic import Traffic
 

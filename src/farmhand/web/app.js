@@ -1,0 +1,119 @@
+// The dashboard's entry point: takes the token from the URL, follows the status stream,
+// and re-renders the map, roles, node panel and charts when the farm changes.
+
+import { adoptTokenFromUrl, getJson } from "./api.js";
+import { addSample, drawCharts, setRoles, setSamples } from "./charts.js";
+import { setText } from "./dom.js";
+import { noteRoles, startEvents } from "./events.js";
+import { observe } from "./load.js";
+import { renderMap } from "./map.js";
+import { closeNode, selectedNode, showNode, updateNode } from "./node.js";
+import { initNotices, renderTokenState } from "./notice.js";
+import { renderRoles } from "./roles.js";
+
+const $ = (id) => document.getElementById(id);
+
+const view = {
+  status: null,
+  clockOffset: 0, // browser clock minus the controller's clock, in seconds
+  streams: { status: false, events: false },
+};
+
+function serverNow() {
+  return Date.now() / 1000 - view.clockOffset;
+}
+
+function render() {
+  const status = view.status;
+  if (!status) return;
+  setText($("farm-name"), status.shutting_down ? `${status.farm} (shutting down)` : status.farm);
+  document.title = `${status.farm} · farmhand`;
+  renderMap($("hosts"), status, { selected: selectedNode(), onSelect: select });
+  renderRoles($("roles-body"), status, render);
+  updateNode(status, view.clockOffset);
+}
+
+function select(id) {
+  if (selectedNode() === id) {
+    closeNode();
+    $("node-body").replaceChildren();
+    $("node-body").append(Object.assign(document.createElement("p"), {
+      className: "empty", textContent: "Select a node on the map to see it, replace, stop or move it, and read its log.",
+    }));
+  } else {
+    showNode($("node-body"), id);
+  }
+  render();
+}
+
+function onStatus(status) {
+  view.status = status;
+  view.clockOffset = Date.now() / 1000 - status.time;
+  observe(status, status.time);
+  setRoles((status.roles || []).map((role) => role.name));
+  noteRoles((status.roles || []).map((role) => role.name));
+  render();
+}
+
+function showConnection() {
+  const el = $("connection");
+  const { status, events } = view.streams;
+  const state = status && events ? "live" : status || events ? "partial" : "offline";
+  el.dataset.state = state;
+  setText(el, state === "live" ? "● live" : state === "partial" ? "◐ reconnecting…" : "○ not connected (retrying)");
+}
+
+function followStatus() {
+  const source = new EventSource("/api/status/stream");
+  source.addEventListener("status", (message) => onStatus(JSON.parse(message.data)));
+  source.addEventListener("sample", (message) => {
+    addSample(JSON.parse(message.data));
+    redrawCharts();
+  });
+  source.addEventListener("open", () => { view.streams.status = true; showConnection(); });
+  source.addEventListener("error", () => { view.streams.status = false; showConnection(); });
+}
+
+function redrawCharts() {
+  drawCharts($("chart-nodes"), $("chart-rps"), serverNow());
+}
+
+async function loadHistory() {
+  try {
+    const history = await getJson("/api/history");
+    setSamples(history.samples || []);
+  } catch {
+    setSamples([]);
+  }
+  redrawCharts();
+}
+
+function everySecond() {
+  if (!view.status) return;
+  observe(view.status, serverNow()); // no frame means unchanged counters: rates decay
+  render();
+}
+
+function main() {
+  adoptTokenFromUrl();
+  initNotices();
+  window.addEventListener("hashchange", () => { // a dashboard link pasted into this tab
+    adoptTokenFromUrl();
+    renderTokenState();
+  });
+  followStatus();
+  loadHistory();
+  startEvents({
+    listEl: $("events"), roleSelect: $("filter-role"), kindSelect: $("filter-kind"),
+    onStream: (up) => { view.streams.events = up; showConnection(); },
+  });
+  setInterval(everySecond, 1000);
+  let width = 0;
+  new ResizeObserver(([entry]) => {
+    if (Math.abs(entry.contentRect.width - width) < 1) return;
+    width = entry.contentRect.width;
+    redrawCharts();
+  }).observe($("chart-nodes"));
+}
+
+main();

@@ -1,0 +1,120 @@
+// The roles table: wanted / running / healthy, bounds, the load balancer and its
+// requests/s, and buttons that scale a role by one within its min/max.
+
+import { change } from "./api.js";
+import { formatRate, h, setText, syncChildren } from "./dom.js";
+import { reportFailure, showToast } from "./notice.js";
+
+// Scale requests answered but not yet seen in a status frame: role -> { count, at }.
+// They show at once (so quick clicks count from the new number), and give way to the
+// status when it agrees or after a few seconds (someone else may have scaled too).
+const asked = new Map();
+const ASKED_FOR = 5000;
+
+export function renderRoles(tbody, status, onChanged) {
+  const roles = status.roles || [];
+  if (!roles.length) {
+    tbody.replaceChildren(h("tr", {}, h("td", { colspan: 6, class: "empty", text: "This farm has no roles." })));
+    return;
+  }
+  tbody.querySelector(":scope > tr:not([data-key])")?.remove();
+  const byName = new Map(roles.map((role) => [role.name, role]));
+  syncChildren(tbody, roles.map((role) => role.name), makeRow, (row, name) => updateRow(row, byName.get(name), onChanged));
+}
+
+function makeRow(name) {
+  const down = h("button", { type: "button", class: "scale-down", text: "−" });
+  const up = h("button", { type: "button", class: "scale-up", text: "+" });
+  return h("tr", { dataset: { role: name } },
+    h("th", { scope: "row", class: "role-cell" }, h("span", { class: "role-title", text: name }), h("span", { class: "role-note" })),
+    h("td", { class: "counts" }),
+    h("td", { class: "bounds" }),
+    h("td", { class: "lb" }),
+    h("td", { class: "rps num" }),
+    h("td", { class: "scale" }, h("div", { class: "stepper" }, down, h("output", { class: "wanted" }), up)));
+}
+
+function wantedOf(role) {
+  const entry = asked.get(role.name);
+  if (entry && (entry.count === role.wanted || Date.now() - entry.at > ASKED_FOR)) asked.delete(role.name);
+  return asked.has(role.name) ? entry.count : role.wanted;
+}
+
+function updateRow(row, role, onChanged) {
+  const wanted = wantedOf(role);
+  const counts = row.querySelector(".counts");
+  setText(counts, `${wanted} · ${role.running} · ${role.healthy}`);
+  counts.setAttribute("aria-label", `${wanted} wanted, ${role.running} running, ${role.healthy} healthy`);
+  counts.dataset.settled = String(wanted === role.healthy && wanted === role.running);
+  setText(row.querySelector(".bounds"), `${role.min ?? 0}–${role.max ?? "∞"}`);
+  const note = row.querySelector(".role-note");
+  setText(note, roleNote(role));
+  note.dataset.tone = role.failures ? "warn" : "info";
+  updateLb(row.querySelector(".lb"), role);
+  setText(row.querySelector(".rps"), loadText(role));
+  const output = row.querySelector(".wanted");
+  setText(output, wanted);
+  output.setAttribute("aria-label", `${role.name} wants ${wanted}`);
+  setupButton(row.querySelector(".scale-down"), role, wanted - 1, onChanged);
+  setupButton(row.querySelector(".scale-up"), role, wanted + 1, onChanged);
+}
+
+function roleNote(role) {
+  const plural = role.failures === 1 ? "" : "s";
+  if (role.backoff_until) return `backing off after ${role.failures} early failure${plural}`;
+  if (role.failures) return `${role.failures} early failure${plural}`;
+  if (role.autoscale && role.autoscale.reason) return `autoscale: ${role.autoscale.reason}`;
+  return "";
+}
+
+// Requests/s (the controller's own figure, else the balancer's average) and mean CPU.
+export function requestRate(role) {
+  const measured = role.metrics && role.metrics.requests_per_s;
+  if (typeof measured === "number") return measured;
+  const average = role.lb_stats && role.lb_stats.requests_per_s;
+  return typeof average === "number" ? average : null;
+}
+
+function loadText(role) {
+  const parts = [];
+  if (role.lb) parts.push(`${formatRate(requestRate(role))} req/s`);
+  const cpu = role.metrics && role.metrics.cpu;
+  if (typeof cpu === "number") parts.push(`CPU ${cpu.toFixed(0)}%`);
+  return parts.join(" · ") || "–";
+}
+
+function updateLb(cell, role) {
+  if (!role.lb) {
+    setText(cell, "none");
+    cell.dataset.state = "none";
+    return;
+  }
+  const stats = role.lb_stats;
+  const parts = [role.lb, role.lb_mode];
+  if (stats && typeof stats.engine === "string") parts.push(stats.engine);
+  if (!stats) parts.push("not answering");
+  setText(cell, parts.filter(Boolean).join(" · "));
+  cell.dataset.state = stats ? "up" : "down";
+}
+
+function setupButton(button, role, count, onChanged) {
+  const direction = button.classList.contains("scale-up") ? "up" : "down";
+  const outside = count < (role.min ?? 0) || (role.max !== null && role.max !== undefined && count > role.max);
+  button.disabled = outside || count < 0;
+  const limit = direction === "up" ? `its max is ${role.max}` : `its min is ${role.min ?? 0}`;
+  const label = outside ? `Scale ${role.name} ${direction}: not possible, ${limit}` : `Scale ${role.name} ${direction} to ${count}`;
+  button.setAttribute("aria-label", label);
+  button.title = label;
+  button.onclick = () => scale(role.name, count, onChanged);
+}
+
+async function scale(name, count, onChanged) {
+  try {
+    const answer = await change(`/api/roles/${encodeURIComponent(name)}/scale`, { count });
+    asked.set(name, { count: answer.after ?? count, at: Date.now() });
+    showToast(`Role ${name}: ${answer.before ?? "?"} → ${answer.after ?? count} nodes`);
+    onChanged();
+  } catch (error) {
+    reportFailure(`Scaling ${name} to ${count}`, error);
+  }
+}
