@@ -17,7 +17,7 @@ STATE_STYLE = {"running": "green", "starting": "yellow", "pending": "yellow", "d
 def status_tables(console: Console, status: dict[str, Any]) -> None:
     title = f"farm {status['farm']}" + (" (shutting down)" if status.get("shutting_down") else "")
     roles = Table(title=title, title_justify="left")
-    for column in ("role", "wanted", "running", "healthy", "load balancer", "note"):
+    for column in ("role", "wanted", "running", "healthy", "load balancer", "metrics", "note"):
         roles.add_column(column)
     for role in status["roles"]:
         note = ""
@@ -28,17 +28,23 @@ def status_tables(console: Console, status: dict[str, Any]) -> None:
         stats = role.get("lb_stats") or {}
         if role["lb"] and isinstance(stats.get("requests_per_s"), (int, float)):
             lb += f"  {stats['requests_per_s']:.0f} req/s"
-        roles.add_row(role["name"], str(role["wanted"]), str(role["running"]), str(role["healthy"]), lb, note)
+        roles.add_row(role["name"], str(role["wanted"]), str(role["running"]), str(role["healthy"]), lb,
+                      metrics_text(role.get("metrics") or {}), note)
     console.print(roles)
+    for role in status["roles"]:
+        if role.get("autoscale"):
+            console.print(f"autoscale: {role['autoscale']['reason']}", highlight=False)
     nodes = Table(title="nodes", title_justify="left")
-    for column in ("node", "role", "host", "pid", "port", "state", "health", "uptime", "restarts"):
+    for column in ("node", "role", "host", "pid", "port", "state", "health", "uptime", "restarts", "cpu", "rss"):
         nodes.add_column(column)
     for node in status["nodes"]:
         state = f"[{STATE_STYLE.get(node['state'], 'white')}]{node['state']}[/]"
         health = f"[{HEALTH_STYLE.get(node['health'], 'white')}]{node['health']}[/]"
         uptime = format_duration(node["uptime"]) if node.get("uptime") else "-"
         nodes.add_row(node["id"], node["role"], node["host"], str(node["pid"] or "-"), str(node["port"] or "-"),
-                      state, health, uptime, str(node["restarts"]))
+                      state, health, uptime, str(node["restarts"]),
+                      "-" if node.get("cpu") is None else f"{node['cpu']:.0f}%",
+                      "-" if node.get("rss_mb") is None else f"{node['rss_mb']:.0f} MB")
     console.print(nodes)
     hosts = Table(title="hosts", title_justify="left")
     for column in ("host", "driver", "address", "state", "nodes"):
@@ -47,6 +53,21 @@ def status_tables(console: Console, status: dict[str, Any]) -> None:
         state = host["state"] + (f" ({host['reason']})" if host.get("reason") else "")
         hosts.add_row(host["name"], host["driver"], str(host.get("address") or "-"), state, str(host.get("nodes", "")))
     console.print(hosts)
+
+
+METRIC_FORMATS = {"cpu": "{:.0f}% cpu", "rss_mb": "{:.0f} MB", "requests_per_s": "{:.0f} req/s",
+                  "p95_ms": "p95 {:.0f} ms", "waiting": "{:.0f} waiting"}
+QUIET_METRICS = {"connections", "active_connections", "load1"}
+"""Left out of the roles table (the hosts table shows load; `status --json` has them all)."""
+
+
+def metrics_text(metrics: dict[str, float]) -> str:
+    """The role's current metrics in a few words (external ones by their names)."""
+    parts = [form.format(metrics[name]) for name, form in METRIC_FORMATS.items()
+             if name in metrics and (name != "waiting" or metrics[name] > 0)]
+    parts += [f"{name} {value:g}" for name, value in metrics.items()
+              if name not in METRIC_FORMATS and name not in QUIET_METRICS]
+    return "  ".join(parts) or "-"
 
 
 def event_line(event: dict[str, Any]) -> str:

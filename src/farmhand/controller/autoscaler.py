@@ -1,7 +1,7 @@
 """The autoscaler's glue, run at the start of every controller tick.
 
 At most once per ``interval`` (the shortest among the roles that autoscale) it takes one
-metrics sample (``metrics.MetricsSampler``), asks the pure policies
+metrics sample (``metrics.MetricsSampler``, in the background), then asks the pure policies
 (``decide.autoscale.decide``) for each role with an ``autoscale`` table, and when a role's
 count changes hands the new count and its reason to the controller (a ``role.autoscaled``
 event). Scale-in then goes through the ordinary reconcile, which drains a role's nodes
@@ -16,6 +16,7 @@ a role).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import zoneinfo
 from collections.abc import Callable
@@ -50,6 +51,7 @@ class Autoscaler:
         self.decisions: dict[str, Decision] = {}
         """The last decision per role (its reason shows in status)."""
         self._next_sample = 0.0
+        self._sampling: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
@@ -61,20 +63,29 @@ class Autoscaler:
                    default=DEFAULT_INTERVAL)
 
     async def tick(self) -> None:
-        """Sample and decide when a sample is due; otherwise make sure a wake-up is armed."""
+        """Decide on a sample that finished; start the next one when it is due. Samples run
+        in the background and wake the controller when done, so a slow host or load
+        balancer never slows a tick."""
         now = self.ctx.clock.now()
-        if now + SLACK < self._next_sample:
-            self._arm(self._next_sample - now)
-            return
-        interval = self.interval
-        self._next_sample = now + interval
-        self._arm(interval)
-        try:
+        sampling = self._sampling
+        if sampling is not None and sampling.done():
+            self._sampling = None
+            try:
+                sampling.result()
+                self.decide_all(now)
+            except Exception:
+                log.exception("autoscaling failed this round")
+        if self._sampling is None and now + SLACK >= self._next_sample:
+            self._next_sample = now + self.interval
             self.window.horizon = self._horizon()
+            self._sampling = asyncio.ensure_future(self._sample(now))
+        self._arm(max(self._next_sample - now, 0.0))
+
+    async def _sample(self, now: float) -> None:
+        try:
             await self.sampler.sample(now)
-            self.decide_all(now)
-        except Exception:
-            log.exception("autoscaling failed this round")
+        finally:
+            self._wake()
 
     def decide_all(self, now: float) -> None:
         """One decision per autoscaling role from what the window holds now."""
@@ -120,6 +131,10 @@ class Autoscaler:
     async def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        if self._sampling is not None:
+            self._sampling.cancel()
+            with contextlib.suppress(BaseException):
+                await self._sampling
         await self.sampler.close()
 
     # internals ---------------------------------------------------------------------------

@@ -12,10 +12,12 @@ metrics (a Prometheus text endpoint or a command). Every source is bounded in ti
 defensively: a missing key, a silent host or a failing command leaves that metric out of the
 sample, which the policies read as "no opinion", never as zero.
 
-Requests per second are computed here from the listeners' ``requests`` counters between two
-samples, because the engines' own ``requests_per_s`` averages over ~10 s, which would hide the
-first seconds of an overload; the engine's figure is the fallback (first sample, a counter
-that went backwards after a worker restart).
+Requests per second are computed here between two samples, as requests *arriving*: the
+listeners' ``requests`` counters (answered) plus the growth of requests in flight to the
+backends and waiting for one. The engines' own ``requests_per_s`` averages answers over ~10 s,
+which would hide the first seconds of an overload, and answers alone stop growing once a node
+saturates; the engine's figure is the fallback (first sample, a counter that went backwards
+after a worker restart).
 """
 
 from __future__ import annotations
@@ -44,8 +46,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 HORIZON = 600.0
 """Seconds of history kept by default (the autoscaler raises it for long threshold rules)."""
-IO_TIMEOUT = 1.0
-"""Longest wait for one host's or one load balancer's answer within a sample."""
+IO_TIMEOUT = 2.0
+"""Longest wait for one host's or one load balancer's answer within a sample (samples run
+in the background: a slow source delays only its own metrics)."""
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
 
@@ -155,7 +158,7 @@ class MetricsSampler:
     def __init__(self, ctx: FarmContext, window: MetricsWindow) -> None:
         self.ctx = ctx
         self.window = window
-        self._counters: dict[str, tuple[float, int]] = {}
+        self._counters: dict[str, tuple[float, float, float]] = {}
         self._external: dict[tuple[str, str], asyncio.Task[float]] = {}
         self._failing: dict[tuple[str, str], str] = {}
 
@@ -167,13 +170,13 @@ class MetricsSampler:
         ctx = self.ctx
         serving = [n for n in ctx.store.nodes() if n.state == NodeState.RUNNING and n.pid and n.started_at]
         hosts = sorted({n.host for n in serving if n.host in ctx.drivers})
-        node_answers = await asyncio.gather(*(self._node_metrics(h, [n for n in serving if n.host == h])
-                                              for h in hosts))
-        per_node: dict[str, NodeMetrics] = {k: v for answer in node_answers for k, v in answer.items()}
-        host_answers = await asyncio.gather(*(_bounded(ctx.drivers[h].host_metrics()) for h in hosts))
-        per_host = {h: m for h, m in zip(hosts, host_answers, strict=True) if m is not None}
         planes = list(ctx.data_planes.items())
-        stats_answers = await asyncio.gather(*(_bounded(plane.stats()) for _, plane in planes))
+        node_answers, host_answers, stats_answers = await asyncio.gather(
+            asyncio.gather(*(self._node_metrics(h, [n for n in serving if n.host == h]) for h in hosts)),
+            asyncio.gather(*(_bounded(ctx.drivers[h].host_metrics()) for h in hosts)),
+            asyncio.gather(*(_bounded(plane.stats()) for _, plane in planes)))
+        per_node: dict[str, NodeMetrics] = {k: v for answer in node_answers for k, v in answer.items()}
+        per_host = {h: m for h, m in zip(hosts, host_answers, strict=True) if m is not None}
         stats = {name: s for (name, _), s in zip(planes, stats_answers, strict=True) if isinstance(s, dict)}
         for role in ctx.spec.roles:
             mine = [n for n in serving if n.role == role]
@@ -214,18 +217,22 @@ class MetricsSampler:
         return values
 
     def _request_rate(self, role: str, stats: dict[str, Any], now: float) -> float | None:
+        """Requests *arriving* per second: those answered since the last sample plus the
+        growth of those in flight or waiting. Counting answers alone would hide an
+        overload, since a saturated node answers no faster than its capacity."""
         listeners = stats.get("listeners")
         counts = [_number(c.get("requests")) for c in listeners.values() if isinstance(c, dict)] \
             if isinstance(listeners, dict) else []
         fallback = _number(stats.get("requests_per_s"))
         if not counts or any(c is None for c in counts):
             return fallback
-        total = int(sum(c for c in counts if c is not None))
+        answered = sum(c for c in counts if c is not None)
+        arrived = answered + _in_flight(stats)
         before = self._counters.get(role)
-        self._counters[role] = (now, total)
-        if before is None or total < before[1] or now - before[0] <= 0:
+        self._counters[role] = (now, answered, arrived)
+        if before is None or answered < before[1] or now - before[0] <= 0:
             return fallback
-        return (total - before[1]) / (now - before[0])
+        return max(0.0, arrived - before[2]) / (now - before[0])
 
     def _external_values(self, role: str, serving: int) -> dict[str, tuple[float, int]]:
         """Collect the external fetches that finished and start the next ones. Fetches run in
@@ -294,6 +301,14 @@ def _one_node(node: NodeRecord, metrics: NodeMetrics | None, role_stats: dict[st
     if active is not None:
         values["in_flight"] = active
     return values
+
+
+def _in_flight(stats: dict[str, Any]) -> float:
+    """Requests in flight to the backends plus those waiting for one (missing keys: none)."""
+    backends = stats.get("backends")
+    active = [_number(b.get("active")) for b in backends.values() if isinstance(b, dict)] \
+        if isinstance(backends, dict) else []
+    return sum(a for a in active if a is not None) + (_number(stats.get("waiting")) or 0.0)
 
 
 def _number(value: object) -> float | None:

@@ -144,9 +144,10 @@ class ExternalMetric(_Strict):
 class AutoscaleSpec(_Strict):
     interval: Duration = Field(default=1.0, ge=0.1)
     """How often metrics are sampled and the policies asked."""
-    scale_up_stabilization: Duration = Field(default=3.0, ge=0)
-    """A higher count is applied once every recommendation for this long wanted it: one
-    noisy sample never adds nodes, yet a real overload is answered within seconds."""
+    scale_up_stabilization: Duration = Field(default=2.0, ge=0)
+    """A higher count is applied once every recommendation for this long wanted it (two
+    samples in a row at the default interval): one noisy sample never adds nodes, yet a new
+    node serves within about 4 s of an overload's start (bench/RESULTS.md)."""
     scale_down_stabilization: Duration = Field(default=60.0, ge=0)
     """A lower count is applied once every recommendation for this long allowed it: no
     scale-in followed straight by a scale-out (flapping)."""

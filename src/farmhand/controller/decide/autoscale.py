@@ -107,7 +107,7 @@ def decide(situation: Situation, memory: Memory) -> Decision:
         memory = Memory.fresh(s.now, s.current)
     low, high, window = effective_bounds(spec, s.lower, s.upper, s.local_time)
     proposals = [p for p in _proposals(s, memory) if p is not None]
-    best = max(proposals, key=lambda p: p.count, default=Proposal(s.current, "no readings yet"))
+    best = max(proposals, key=lambda p: p.count, default=Proposal(s.current, _no_proposal(s)))
     recommended = clamp(best.count, low, high)
     horizon = max(spec.scale_up_stabilization, spec.scale_down_stabilization)
     history = tuple((t, n) for t, n in memory.recommendations if s.now - t < horizon) + ((s.now, recommended),)
@@ -162,7 +162,7 @@ def target_proposal(policy: TargetPolicy, info: MetricInfo, reading: Reading, cu
         return None
     ratio = value / policy.value
     shown = f"{number(value)}{info.unit}{'' if info.kind == 'level' else ' per node'}"
-    if abs(ratio - 1) <= policy.tolerance:
+    if abs(ratio - 1) <= policy.tolerance + EPSILON:
         return Proposal(current, f"{shown} within {policy.tolerance:.0%} of target {number(policy.value)}")
     count = math.ceil(max(reading.nodes, 1) * ratio - EPSILON)
     return Proposal(count, f"{shown} {'>' if ratio > 1 else '<'} target {number(policy.value)}")
@@ -203,6 +203,13 @@ def _proposals(s: Situation, memory: Memory) -> list[Proposal | None]:
             found.append(threshold_proposal(rule, s.spec.metric_info(rule.metric), reading, s.current,
                                             s.now, memory.last_change))
     return found
+
+
+def _no_proposal(s: Situation) -> str:
+    if not s.readings:
+        return "no readings yet"
+    seen = ", ".join(f"{number(r.value)}{s.spec.metric_info(name).unit}" for name, r in sorted(s.readings.items()))
+    return f"no policy asks for a change ({seen})"
 
 
 def _held(history: tuple[tuple[float, float], ...], condition: Callable[[float], bool], now: float,
