@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, urlparse
 def make_handler(node: str) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # small keep-alive answers must not wait 40 ms
 
         def do_GET(self) -> None:  # noqa: N802 - the http.server API
             url = urlparse(self.path)

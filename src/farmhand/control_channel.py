@@ -11,13 +11,39 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from farmhand.errors import LbError
+
+SOCKET_PATH_ROOM = 90
+"""Unix socket paths stop at 107 bytes (HAProxy's stats socket at 97): leave some room."""
+
+
+def runtime_dir(state_dir: str | Path, name: str, longest_file: str = "control.sock") -> Path:
+    """The folder for a data plane's socket and files: ``state_dir/name`` when a socket path
+    in it fits, else a short private folder under the temp dir, linked from ``state_dir/name``
+    so people still find its logs there. Deep farm folders then just work."""
+    natural = Path(state_dir).resolve() / name
+    if natural.is_symlink():
+        return natural.resolve()
+    if len(str(natural / longest_file)) <= SOCKET_PATH_ROOM:
+        natural.mkdir(parents=True, exist_ok=True)
+        return natural
+    digest = hashlib.sha256(str(natural).encode()).hexdigest()[:16]
+    short = Path(tempfile.gettempdir()) / f"farmhand-{os.getuid()}" / digest
+    short.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    short.mkdir(mode=0o700, exist_ok=True)
+    if not natural.exists():
+        natural.parent.mkdir(parents=True, exist_ok=True)
+        natural.symlink_to(short, target_is_directory=True)
+    return short
+
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 MAX_LINE = 16 << 20

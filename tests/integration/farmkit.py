@@ -100,6 +100,8 @@ class Farm:
         else started with the farm's folder in its command line (controller, load balancers)."""
         found = []
         farm_id = self.state.farm_id
+        # data planes may live in a short folder linked from .farmhand/ (socket path limits)
+        markers = [str(self.folder)] + [str(link.resolve()) for link in self.state.path.glob("*/*") if link.is_symlink()]
         for process in psutil.process_iter():
             try:
                 if process.pid == os.getpid():
@@ -108,7 +110,7 @@ class Farm:
                 cmdline = " ".join(process.cmdline())
             except (psutil.Error, OSError):
                 continue
-            if environ.get("FARMHAND_FARM") == farm_id or str(self.folder) in cmdline:
+            if environ.get("FARMHAND_FARM") == farm_id or any(marker in cmdline for marker in markers):
                 found.append(process)
         return found
 

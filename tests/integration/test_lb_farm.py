@@ -112,3 +112,16 @@ def test_tcp_mode_loses_only_connections_open_on_a_killed_node(make_farm: Callab
     assert len(traffic.failures) <= threads, traffic.failures
     assert open_on_victim <= threads
     assert not psutil.pid_exists(victim["pid"]) or psutil.Process(victim["pid"]).status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_load_balancer_that_dies_is_started_again(make_farm: Callable[..., Farm]) -> None:
+    listen = f"127.0.0.1:{free_port()}"
+    farm = make_farm(lb_farm(listen, 1, "builtin"))
+    farm.up()
+    engines = [p for p in farm.farm_processes() if "farmhand.lb.engine" in " ".join(p.cmdline())]
+    assert engines
+    for engine in engines:
+        os.killpg(engine.pid, signal.SIGKILL)
+    wait_for(lambda: sum(e["kind"] == "lb.ready" for e in farm.events()) == 2, 30, "the load balancer to be started again")
+    with Traffic(f"http://{listen}/", threads=1) as traffic:
+        traffic.wait_for_requests(20)

@@ -58,3 +58,16 @@ def test_find_walks_up_and_explains_when_there_is_no_farm(tmp_path: Path) -> Non
     assert StateDir.find(tmp_path / "a" / "b").path == tmp_path / ".farmhand"
     with pytest.raises(StateError, match="run this in the farm's folder"):
         StateDir.find(Path("/"))
+
+
+def test_data_plane_folders_stay_short_enough_for_unix_sockets(tmp_path: Path) -> None:
+    from farmhand.control_channel import SOCKET_PATH_ROOM, runtime_dir
+
+    shallow = runtime_dir(tmp_path / "s", "lb/web") if len(str(tmp_path)) < 40 else None
+    if shallow is not None:
+        assert shallow == (tmp_path / "s" / "lb" / "web").resolve()
+    deep_state = tmp_path / ("d" * 120)
+    folder = runtime_dir(deep_state, "lb/web", "admin.sock")
+    assert len(str(folder / "admin.sock")) <= SOCKET_PATH_ROOM
+    assert (deep_state / "lb" / "web").resolve() == folder, "linked from the state folder, so its logs are found"
+    assert runtime_dir(deep_state, "lb/web", "admin.sock") == folder, "the same folder every time"

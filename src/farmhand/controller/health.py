@@ -17,7 +17,10 @@ import httpx
 
 from farmhand.controller.decide.health_state import CheckState, after_check
 from farmhand.drivers.base import Driver
+from farmhand.records import Health
 from farmhand.spec.models import HealthSpec
+
+STARTING_RETRY = 0.2
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,10 @@ class HealthMonitor:
             self._states[target.node_id] = after
             if after.status != before.status:
                 self._on_change()
-            await asyncio.sleep(spec.interval)
+            # A node that has not answered yet is asked again soon: it is usually just
+            # starting, and waiting a whole interval would delay its first traffic.
+            starting = after.status == Health.UNKNOWN and in_grace
+            await asyncio.sleep(min(spec.interval, STARTING_RETRY) if starting else spec.interval)
 
     async def _check_once(self, target: CheckTarget) -> tuple[bool, str]:
         spec = target.spec

@@ -37,6 +37,7 @@ from farmhand.store.statedir import StateDir
 log = logging.getLogger(__name__)
 FAST_TICK = 0.1
 STATS_TIMEOUT = 2.0
+PLANE_RETRY = 5.0
 TRANSITIONS = frozenset({NodeState.PENDING, NodeState.DRAINING, NodeState.STOPPING})
 
 
@@ -53,6 +54,8 @@ class Controller:
         self._orphans: dict[str, float] = {}
         self._sent_backends: dict[str, list[Backend]] = {}
         self._last_backend_push = 0.0
+        self._plane_retry_at: dict[str, float] = {}
+        self._plane_errors: dict[str, str] = {}
         self.autoscaler = Autoscaler(self.ctx, self.autoscaled, self.wake)
 
     def __repr__(self) -> str:
@@ -106,6 +109,8 @@ class Controller:
         actions = reconcile(self.spec, self.ctx.store.nodes(), self.ctx.store.roles(), world)
         await self.actor.run(actions)
         self._sync_health()
+        if not self.shutting_down:
+            await self._ensure_data_planes(self.spec)
         await self._sync_backends()
 
     def request_shutdown(self, reason: str = "asked to stop") -> None:
@@ -196,15 +201,24 @@ class Controller:
                 self.ctx.events.add("host.down", f"host {name} cannot be used: {error}")
 
     async def _ensure_data_planes(self, spec: FarmSpec) -> None:
+        """Start or adopt every role's data plane; one that failed is tried again on later
+        ticks (every PLANE_RETRY seconds), its error said again only when it changes."""
+        now = self.ctx.clock.now()
         for name, role in spec.roles.items():
-            if role.lb is None or name in self.ctx.data_planes:
+            if role.lb is None or name in self.ctx.data_planes or now < self._plane_retry_at.get(name, 0.0):
                 continue
             try:
                 plane = make_data_plane(name, role, self.ctx.state.path)
                 await plane.ensure_running()
             except FarmhandError as error:
-                self.ctx.events.add("lb.error", f"role {name}: load balancer on {role.lb.listen} failed: {error}", name)
+                self._plane_retry_at[name] = now + PLANE_RETRY
+                message = f"role {name}: load balancer on {role.lb.listen} failed: {error}; retrying every {PLANE_RETRY:g}s"
+                if self._plane_errors.get(name) != message:
+                    self._plane_errors[name] = message
+                    self.ctx.events.add("lb.error", message, name)
                 continue
+            self._plane_retry_at.pop(name, None)
+            self._plane_errors.pop(name, None)
             self.ctx.data_planes[name] = plane
             self.ctx.events.add("lb.ready", f"role {name}: {role.lb.mode} load balancer on {role.lb.listen} "
                                 f"({role.lb.engine})", name)
@@ -239,7 +253,7 @@ class Controller:
         now = self.ctx.clock.now()
         refresh = now - self._last_backend_push > 5.0
         nodes = self.ctx.store.nodes()
-        for name, plane in self.ctx.data_planes.items():
+        for name, plane in list(self.ctx.data_planes.items()):
             backends = []
             for node in nodes:
                 driver = self.ctx.drivers.get(node.host)
@@ -256,7 +270,13 @@ class Controller:
                         await plane.set_backends(backends)
                     self._sent_backends[name] = backends
                 except (FarmhandError, TimeoutError) as error:
-                    self.ctx.events.add("lb.error", f"role {name}: could not update the load balancer: {error or 'no answer'}", name)
+                    # Forget the handle: the next tick adopts the engine again, or restarts it.
+                    self.ctx.data_planes.pop(name, None)
+                    self._sent_backends.pop(name, None)
+                    message = f"role {name}: the load balancer does not answer ({error or 'timeout'}); restarting it"
+                    if self._plane_errors.get(name) != message:
+                        self._plane_errors[name] = message
+                        self.ctx.events.add("lb.error", message, name)
         if refresh:
             self._last_backend_push = now
 

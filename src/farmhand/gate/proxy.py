@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from farmhand import control_channel
+from farmhand.control_channel import runtime_dir
 from farmhand.errors import FarmhandError
 from farmhand.gate.config import GateConfig, listen_address
 from farmhand.gate.hold import ClientSide
@@ -32,8 +33,10 @@ BACKLOG = 4096
 
 
 def paths(state_dir: Path, role: str) -> tuple[Path, Path]:
-    """(control socket, pidfile) of a role's gate."""
-    return state_dir / f"gate-{role}.sock", state_dir / f"gate-{role}.pid"
+    """(control socket, pidfile) of a role's gate (in a short folder when the state folder is
+    too deep for a Unix socket path)."""
+    folder = runtime_dir(state_dir, f"gate/{role}")
+    return folder / "control.sock", folder / "gate.pid"
 
 
 def raise_open_files_limit() -> int:

@@ -62,7 +62,9 @@ def make_data_plane(role: str, lb: LbSpec, health: HealthSpec | None, state_dir:
     from farmhand.lb.settings import EngineSettings
 
     settings = EngineSettings.from_spec(role, lb, health)
-    run_dir = Path(state_dir).resolve() / "lb" / role
+    from farmhand.control_channel import runtime_dir
+
+    run_dir = runtime_dir(state_dir, f"lb/{role}", "admin.sock")
     if settings.engine == "haproxy":
         from farmhand.lb.haproxy import HaproxyDataPlane
 

@@ -129,9 +129,9 @@ class HaproxyDataPlane:
 
     async def _launch(self, binary: str, wanted: list[Backend], *, reload: bool) -> None:
         self._write_config(wanted)
-        check = await self._run(binary, "-c", "-q", "-f", str(self.cfg))
+        check = await self._run(binary, "-c", "-f", str(self.cfg))
         if check[0] != 0:
-            raise self._error(f"generated config rejected: {check[1]}")
+            raise self._error(f"generated config rejected (haproxy -c exit status {check[0]}): {check[1]}")
         args = [binary, "-D", "-f", str(self.cfg)]
         old_pid = self._pid()
         if reload and old_pid is not None:

@@ -35,5 +35,5 @@ def test_only_listen_mode_workers_and_engine_need_a_restart() -> None:
 def test_make_data_plane_picks_the_engine_and_the_state_folder(tmp_path: Path) -> None:
     builtin = make_data_plane("web", LbSpec(listen="127.0.0.1:8080"), None, tmp_path)
     haproxy = make_data_plane("api", LbSpec(listen="127.0.0.1:8081", engine="haproxy"), None, tmp_path)
-    assert isinstance(builtin, BuiltinDataPlane) and builtin.run_dir == tmp_path.resolve() / "lb" / "web"
-    assert isinstance(haproxy, HaproxyDataPlane) and haproxy.run_dir == tmp_path.resolve() / "lb" / "api"
+    assert isinstance(builtin, BuiltinDataPlane) and builtin.run_dir == (tmp_path / "lb" / "web").resolve()
+    assert isinstance(haproxy, HaproxyDataPlane) and haproxy.run_dir == (tmp_path / "lb" / "api").resolve()
