@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +95,28 @@ async def call(path: str | Path, request: dict[str, Any], timeout: float = 5.0) 
     if not answer.get("ok"):
         raise LbError(f"control channel {path}: {request.get('op')!r} failed: {answer.get('error')}")
     return answer
+
+
+class LockBusy(Exception):
+    """Another process held a start lock for longer than we were willing to wait."""
+
+
+@contextlib.asynccontextmanager
+async def start_lock(path: str | Path, timeout: float) -> AsyncIterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` so that two controllers racing to start a data
+    plane start one. Polled, so the event loop never blocks; ``LockBusy`` when another
+    holder keeps it longer than ``timeout``."""
+    handle = open(path, "a")  # noqa: SIM115 - held for the whole block
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise LockBusy(f"another process holds {path}") from None
+                await asyncio.sleep(0.05)
+        yield
+    finally:
+        handle.close()

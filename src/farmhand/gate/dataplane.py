@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import os
 import signal
@@ -19,7 +18,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from farmhand import control_channel
 from farmhand.dataplane import Backend
@@ -174,21 +173,12 @@ class GateDataPlane:
     async def _lock(self) -> AsyncIterator[None]:
         """One controller at a time starts or adopts this role's gate (flock, polled so
         the event loop is never blocked)."""
-        lock_file: IO[str] = open(self.state_dir / f"gate-{self.role}.lock", "a")  # noqa: SIM115
+        lock_path = self.state_dir / f"gate-{self.role}.lock"
         try:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + LOCK_TIMEOUT
-            while True:
-                try:
-                    fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if loop.time() > deadline:
-                        raise GateError(f"gate of role {self.role}: another controller holds {lock_file.name}") from None
-                    await asyncio.sleep(0.05)
-            yield
-        finally:
-            lock_file.close()
+            async with control_channel.start_lock(lock_path, LOCK_TIMEOUT):
+                yield
+        except control_channel.LockBusy as error:
+            raise GateError(f"gate of role {self.role}: another controller holds {lock_path}") from error
 
 
 def _alive(pid: int) -> bool:

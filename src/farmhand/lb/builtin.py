@@ -108,20 +108,11 @@ class BuiltinDataPlane:
     @contextlib.asynccontextmanager
     async def _start_lock(self) -> AsyncIterator[None]:
         """Serialise starts between handles (two controllers racing must not start two)."""
-        handle = open(self.run_dir / "start.lock", "a")  # noqa: SIM115
         try:
-            deadline = time.monotonic() + START_TIMEOUT
-            while True:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise self._error("another process holds the start lock") from None
-                    await asyncio.sleep(0.05)
-            yield
-        finally:
-            handle.close()
+            async with control_channel.start_lock(self.run_dir / "start.lock", START_TIMEOUT):
+                yield
+        except control_channel.LockBusy as error:
+            raise self._error("another process holds the start lock") from error
 
     async def set_backends(self, backends: list[Backend]) -> None:
         await self._call({"op": "set_backends", "backends": [b.to_json() for b in backends]})

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -27,6 +26,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from farmhand import control_channel
 from farmhand.dataplane import Backend
 from farmhand.errors import LbError
 from farmhand.lb import haproxy_config as hc
@@ -180,20 +180,11 @@ class HaproxyDataPlane:
     @contextlib.asynccontextmanager
     async def _start_lock(self) -> AsyncIterator[None]:
         async with self.lock:
-            handle = open(self.run_dir / "start.lock", "a")  # noqa: SIM115
             try:
-                deadline = time.monotonic() + START_TIMEOUT
-                while True:
-                    try:
-                        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        break
-                    except BlockingIOError:
-                        if time.monotonic() > deadline:
-                            raise self._error("another process holds the start lock") from None
-                        await asyncio.sleep(0.05)
-                yield
-            finally:
-                handle.close()
+                async with control_channel.start_lock(self.run_dir / "start.lock", START_TIMEOUT):
+                    yield
+            except control_channel.LockBusy as error:
+                raise self._error("another process holds the start lock") from error
 
     async def stop(self) -> None:
         if self.removal_task is not None:
