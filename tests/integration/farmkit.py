@@ -110,7 +110,12 @@ class Farm:
                 cmdline = " ".join(process.cmdline())
             except (psutil.Error, OSError):
                 continue
-            if environ.get("FARMHAND_FARM") == farm_id or any(marker in cmdline for marker in markers):
+            try:
+                cwd = process.cwd()
+            except (psutil.Error, OSError):
+                cwd = ""
+            if (environ.get("FARMHAND_FARM") == farm_id or any(marker in cmdline for marker in markers)
+                    or cwd.startswith(str(self.folder))):
                 found.append(process)
         return found
 

@@ -84,8 +84,8 @@ def test_a_balanced_role_scales_out_under_load_and_back_in_without_a_failed_requ
     busy = Load(farm, url, rps=60, duration="12s")  # 3 nodes' worth at 20 req/s each
     try:
         farm.wait_ready("web", 3, timeout=30)
-        role = farm.status()["roles"][0]
-        assert role["wanted"] == 3 and role["metrics"]["requests_per_s"] > 20
+        # (how long it stays at 3 depends on how steadily this machine can send 60 req/s,
+        # so the decision is checked in the events below, not by sampling the count now)
         out = busy.summary()
     finally:
         busy.kill()
@@ -103,6 +103,7 @@ def test_a_balanced_role_scales_out_under_load_and_back_in_without_a_failed_requ
     events = farm.events()
     scaled = [e["message"] for e in events if e["kind"] == "role.autoscaled"]
     assert any(re.fullmatch(r"web 1 -> [23]: [\d.]+ req/s per node > target 20.*", m) for m in scaled), scaled
+    assert any(re.fullmatch(r"web [12] -> 3: [\d.]+ req/s per node > target 20.*", m) for m in scaled), scaled
     assert any(re.fullmatch(r"web [23] -> 1: [\d.]+ req/s per node < target 20.*", m) for m in scaled), scaled
     drained = {e["node"] for e in events if e["kind"] == "node.draining"}
     stopped = {e["node"] for e in events if e["kind"] == "node.stopping"}

@@ -114,7 +114,8 @@ def _up_detached(farm_file: Path, timeout: float) -> None:
     state.create()
     state.remove_api() if not _controller_alive(state) else None
     with open(state.controller_log, "ab") as log:
-        child = subprocess.Popen([sys.executable, "-m", "farmhand", "up", "--quiet", str(farm_file)],
+        # the absolute path: `ps` then says which farm a controller runs
+        child = subprocess.Popen([sys.executable, "-m", "farmhand", "up", "--quiet", str(farm_file.resolve())],
                                  stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                  start_new_session=True, close_fds=True)
     deadline = time.monotonic() + timeout

@@ -22,6 +22,7 @@ from gate_peers import SmtpBackend, deliver, talk_early, wait_for
 
 from farmhand.dataplane import Backend
 from farmhand.gate.dataplane import GateDataPlane
+from farmhand.gate.proxy import paths
 from farmhand.spec.models import LbSpec
 
 pytestmark = pytest.mark.slow
@@ -53,7 +54,7 @@ def state_dir() -> Any:
         yield folder
     finally:
         try:
-            pid = int((folder / "gate-mx.pid").read_text())
+            pid = int(paths(folder, "mx")[1].read_text())
             os.kill(pid, signal.SIGKILL)
         except (OSError, ValueError):
             pass
@@ -299,7 +300,7 @@ async def test_second_handle_adopts_the_running_gate(dns_server: Dns, state_dir:
         assert identity["pid"] == pid and identity["options_hash"] == changed.config.options_hash()
     finally:
         await first.stop()
-    assert not (state_dir / "gate-mx.pid").exists()
+    assert not paths(state_dir, "mx")[1].exists()
 
 
 async def test_gate_survives_the_controller_and_is_adopted(dns_server: Dns, state_dir: Path, backends) -> None:
