@@ -63,8 +63,9 @@ class Sim:
                 self.nodes[action.node_id] = self.nodes[action.node_id].replace(
                     state=NodeState.DRAINING, state_since=now, on_stop=action.on_stop)
             case a.StopNode():
-                self.nodes[action.node_id] = self.nodes[action.node_id].replace(
-                    state=NodeState.STOPPING, state_since=now, on_stop=action.on_stop)
+                node = self.nodes[action.node_id]
+                since = node.state_since if node.state == NodeState.STOPPING else now
+                self.nodes[node.id] = node.replace(state=NodeState.STOPPING, state_since=since, on_stop=action.on_stop)
             case a.KillNode():
                 self.nodes[action.node_id] = self.nodes[action.node_id].replace(killed=True)
             case a.NodeGone():

@@ -147,6 +147,11 @@ class Actor:
         if node is None:
             return
         role = self.ctx.spec.roles.get(node.role)
+        if node.state == NodeState.STOPPING:
+            # already signalled (a failing node that scale-in now removes for good): change
+            # only what happens after it stops, keeping its grace clock and kill
+            self.ctx.store.put_node(node.replace(on_stop=action.on_stop, reason=action.reason))
+            return
         self.ctx.store.put_node(node.replace(state=NodeState.STOPPING, state_since=now, on_stop=action.on_stop,
                                              killed=False, reason=action.reason))
         kind = "node.unhealthy" if action.failure else "node.stopping"
