@@ -26,9 +26,7 @@ import asyncio
 import contextlib
 import logging
 import math
-import os
 import re
-import signal
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
@@ -39,6 +37,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from farmhand.controller.context import FarmContext
 from farmhand.drivers.base import HostMetrics, NodeMetrics, RunningNode
+from farmhand.drivers.local import run_shell
 from farmhand.records import NodeRecord, NodeState
 from farmhand.spec.autoscale import ExternalMetric
 
@@ -352,20 +351,14 @@ async def _scrape(url: str, metric: str, labels: dict[str, str], timeout: float)
 
 async def _run_command(command: str, timeout: float, cwd: str) -> float:
     """The last number ``command`` prints (run by /bin/sh in the farm's folder)."""
-    process = await asyncio.create_subprocess_shell(
-        command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, cwd=cwd, start_new_session=True)
     try:
-        async with asyncio.timeout(timeout):
-            out, err = await process.communicate()
+        result = await run_shell(command, timeout, cwd=cwd)
     except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        await process.wait()
         raise _NoReading(f"`{command}` gave no answer within {timeout:g}s") from None
-    if process.returncode != 0:
+    out, err = result.stdout, result.stderr
+    if result.exit_code != 0:
         tail = (err or out).decode(errors="replace").strip().splitlines()
-        raise _NoReading(f"`{command}` exited {process.returncode}" + (f": {tail[-1]}" if tail else ""))
+        raise _NoReading(f"`{command}` exited {result.exit_code}" + (f": {tail[-1]}" if tail else ""))
     numbers = _NUMBER.findall(out.decode(errors="replace"))
     if not numbers:
         raise _NoReading(f"`{command}` printed no number")

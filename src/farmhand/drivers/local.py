@@ -142,23 +142,10 @@ class LocalDriver(Driver):
         return HostMetrics(os.getloadavg()[0], os.cpu_count() or 1, memory.total, memory.available)
 
     async def exec(self, command: str, timeout: float, env: Mapping[str, str] | None = None) -> ExecResult:
-        process = await asyncio.create_subprocess_shell(
-            command,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, **(env or {})},
-            start_new_session=True,
-        )
         try:
-            async with asyncio.timeout(timeout):
-                stdout, stderr = await process.communicate()
+            return await run_shell(command, timeout, env=env)
         except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            await process.wait()
             return ExecResult(124, b"", f"timed out after {timeout}s".encode())
-        return ExecResult(process.returncode or 0, stdout, stderr)
 
     async def put_file(self, data: bytes, path: str, mode: int = 0o644) -> None:
         target = Path(path)
@@ -244,6 +231,30 @@ class LocalDriver(Driver):
                 continue  # a child of the node itself, not the node
             self._write_pidfile(RunningNode(node_id, process.pid, process.info["create_time"]))
             known.add(node_id)
+
+
+async def run_shell(command: str, timeout: float, *, env: Mapping[str, str] | None = None,
+                    cwd: str | None = None) -> ExecResult:
+    """Run ``command`` with /bin/sh on this machine and wait for it. Past ``timeout`` its whole
+    process group is killed (a shell's children too) and ``TimeoutError`` raised."""
+    process = await asyncio.create_subprocess_shell(
+        command,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        start_new_session=True,
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            stdout, stderr = await process.communicate()
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
+        raise
+    return ExecResult(process.returncode or 0, stdout, stderr)
 
 
 def shell_command(command: str) -> str:
