@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,6 +24,13 @@ from farmhand.store.statedir import StateDir
 REPO = Path(__file__).resolve().parents[2]
 APP = REPO / "examples" / "app.py"
 FARMHAND = [sys.executable, "-m", "farmhand"]
+
+
+def free_port() -> int:
+    """A port nothing listens on now (for a test's listener on loopback)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition", interval: float = 0.05) -> Any:

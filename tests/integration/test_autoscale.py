@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import textwrap
 from collections.abc import Callable
@@ -13,17 +12,12 @@ from typing import Any
 
 import pytest
 
-from tests.integration.farmkit import FARMHAND, Farm, wait_for
+from tests.integration.farmkit import FARMHAND, Farm, free_port, wait_for
 
 pytestmark = pytest.mark.slow
 
 FarmMaker = Callable[..., Farm]
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def autoscaled_farm(port: int) -> str:

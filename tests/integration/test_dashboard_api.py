@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import textwrap
 from collections.abc import Callable
 from typing import Any
@@ -17,17 +16,12 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.farmkit import Farm, wait_for
+from tests.integration.farmkit import Farm, free_port, wait_for
 
 pytestmark = pytest.mark.slow
 
 Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def farm_toml(listen: str) -> str:

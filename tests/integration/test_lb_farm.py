@@ -6,23 +6,17 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import textwrap
 from collections.abc import Callable
 
 import psutil
 import pytest
 
-from tests.integration.farmkit import Farm, wait_for
+from tests.integration.farmkit import Farm, free_port, wait_for
 from tests.integration.traffic import Traffic
 
 pytestmark = pytest.mark.slow
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def lb_farm(listen: str, count: int, engine: str, mode: str = "http") -> str:

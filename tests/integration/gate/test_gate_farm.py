@@ -11,15 +11,10 @@ from collections.abc import Callable
 
 import pytest
 from gate_fixtures import Dns
-from tests.integration.farmkit import Farm, wait_for
+from tests.integration.farmkit import Farm, free_port, wait_for
 
 pytestmark = pytest.mark.slow
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_a_gated_role_delivers_polite_mail_and_refuses_early_talkers(

@@ -5,7 +5,6 @@ and bad host entries that must not disturb the good ones."""
 from __future__ import annotations
 
 import shutil
-import socket
 import tempfile
 import textwrap
 from collections import Counter
@@ -14,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.farmkit import APP, Farm, wait_for
+from tests.integration.farmkit import APP, Farm, free_port, wait_for
 from tests.integration.traffic import Traffic
 
 pytestmark = pytest.mark.slow
@@ -32,11 +31,6 @@ def app_folder() -> Iterator[Path]:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def host_table(name: str, fields: dict[str, Any]) -> str:

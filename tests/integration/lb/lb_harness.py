@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,15 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httptools
+from tests.integration.farmkit import free_port
 
 BACKEND_SCRIPT = Path(__file__).with_name("backend.py")
 DEADLINE = 20.0
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def wait_for(condition: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = DEADLINE) -> None:
