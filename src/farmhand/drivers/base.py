@@ -12,6 +12,9 @@ import abc
 import builtins
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from farmhand.spec.models import HostSpec
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,12 @@ class Driver(abc.ABC):
     kind: str
 
     @abc.abstractmethod
+    def __init__(self, name: str, spec: HostSpec, state_dir: Path, farm_id: str) -> None:
+        """Every driver is made from the same four things (``farmhand.drivers.make_driver``):
+        the host's name and table in the farm file, the farm's state folder, and the farm id
+        that tags every node so two farms on one host never adopt each other's nodes."""
+
+    @abc.abstractmethod
     async def start(self, launch: NodeLaunch) -> RunningNode:
         """Start a node detached from the controller (own session, logs on the host)."""
 
@@ -115,3 +124,9 @@ class Driver(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional for drivers that hold nothing
         """Release connections; nodes keep running."""
+
+    def simulated_health(self, node_id: str) -> tuple[bool, str] | None:
+        """A simulated node's health check answer, ``(ok, detail)``; ``None`` (every real
+        driver) means "check it for real" over the network. The fake driver answers here so
+        thousands of simulated nodes cost no socket."""
+        return None

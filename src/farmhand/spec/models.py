@@ -14,8 +14,11 @@ import string
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core.core_schema import ValidationInfo
 
+from farmhand.registry import DRIVERS, known
 from farmhand.spec.autoscale import AutoscaleSpec
+from farmhand.spec.fake import MAX_FAKE_HOSTS, FakeOptions
 from farmhand.spec.gate import GateOptions
 from farmhand.spec.types import Duration
 
@@ -210,7 +213,17 @@ class Capacity(_Strict):
 
 
 class HostSpec(_Strict):
-    driver: Literal["local", "ssh", "fake"] = "local"
+    """A machine that runs nodes, reached through its driver.
+
+    ``driver`` is a name from ``farmhand.registry.DRIVERS`` (``local``, ``ssh``, ``fake``): the
+    spec takes the names from the same table that ``up`` makes drivers from, so a name that
+    ``check`` accepts always exists. ``count`` and ``fake`` are for ``driver = "fake"`` only:
+    ``count = N`` turns the table ``[hosts.sim]`` into N hosts ``sim-1`` .. ``sim-N`` (each
+    its own host with its own driver and these same settings; see ``FarmSpec``), and
+    ``fake = { ... }`` says how their simulated nodes behave (``farmhand.spec.fake``).
+    """
+
+    driver: str = "local"
     address: str | None = None
     port: int = Field(default=22, ge=1, le=65535)
     user: str | None = None
@@ -223,6 +236,27 @@ class HostSpec(_Strict):
     base_dir: str | None = None
     weight: int = Field(default=1, ge=0, le=256)
     """Load-balancer weight of the nodes on this host."""
+    count: int | None = Field(default=None, ge=1, le=MAX_FAKE_HOSTS, strict=True)
+    """Fake hosts only: how many numbered hosts this table stands for."""
+    fake: FakeOptions | None = None
+    """Fake hosts only: how the simulated nodes behave (defaults: see ``FakeOptions``)."""
+
+    @field_validator("driver")
+    @classmethod
+    def _registered_driver(cls, value: str) -> str:
+        if value not in DRIVERS:
+            raise ValueError(f'"{value}" is not a driver (known: {known(DRIVERS)})')
+        return value
+
+    @field_validator("count", "fake")
+    @classmethod
+    def _only_for_fake_hosts(cls, value: Any, info: ValidationInfo) -> Any:
+        driver = info.data.get("driver")
+        if value is not None and driver is not None and driver != "fake":
+            what = "count" if info.field_name == "count" else "fake = { ... }"
+            hint = " (give each machine its own [hosts.NAME] table)" if info.field_name == "count" else ""
+            raise ValueError(f'{what} is only for driver = "fake", not "{driver}"{hint}')
+        return value
 
     @model_validator(mode="after")
     def _ssh_needs_address(self) -> HostSpec:
@@ -230,11 +264,41 @@ class HostSpec(_Strict):
             raise ValueError("an ssh host needs address = \"...\"")
         return self
 
+    @property
+    def fake_options(self) -> FakeOptions:
+        """The fake options in force (the defaults when the table gives none)."""
+        return self.fake if self.fake is not None else FakeOptions()
+
 
 class FarmSpec(_Strict):
+    """A whole farm file. ``hosts`` holds one entry per host: a table with ``count = N``
+    (fake hosts) is already expanded into its N numbered hosts, so the rest of farmhand never
+    sees a count."""
+
     farm: FarmSection = Field(default_factory=FarmSection)
     hosts: dict[Annotated[str, Field(pattern=NAME_PATTERN)], HostSpec] = Field(default_factory=dict)
     roles: dict[Annotated[str, Field(pattern=NAME_PATTERN)], RoleSpec] = Field(default_factory=dict)
+
+    @field_validator("hosts")
+    @classmethod
+    def _expand_counted_hosts(cls, hosts: dict[str, HostSpec]) -> dict[str, HostSpec]:
+        """``[hosts.sim]`` with ``count = 3`` -> hosts ``sim-1``, ``sim-2``, ``sim-3``."""
+        expanded: dict[str, HostSpec] = {}
+        for name, host in hosts.items():
+            if host.count is None:
+                expanded[name] = host
+                continue
+            member = host.model_copy(update={"count": None})
+            for index in range(1, host.count + 1):
+                member_name = f"{name}-{index}"
+                if member_name in hosts or member_name in expanded:
+                    raise ValueError(f"[hosts.{name}] count = {host.count} makes a host {member_name}, "
+                                     "which is also named elsewhere in [hosts]; rename one")
+                if not re.fullmatch(NAME_PATTERN, member_name):
+                    raise ValueError(f"[hosts.{name}] count = {host.count} makes a host {member_name}, "
+                                     "a name over 31 characters; shorten the table's name")
+                expanded[member_name] = member
+        return expanded
 
     @model_validator(mode="after")
     def _default_host(self) -> FarmSpec:

@@ -1,6 +1,14 @@
-"""The driver contract, run against every real driver: what a node does must not depend on
-where it runs. The same tests drive ``LocalDriver`` (a temporary state dir) and ``SshDriver``
-(one test host per module); each test gets its own farm id and base directory."""
+"""The driver contract, run against every driver: what a node does must not depend on where
+it runs. The same tests drive ``LocalDriver`` (a temporary state dir), ``SshDriver`` (one
+test host per module) and ``FakeDriver`` (nodes simulated in memory); each test gets its own
+farm id and base directory.
+
+The fake driver runs no command, so where a real driver's node would do something by itself
+(exit with a code, answer on its port) the harness asks the fake world to make it happen;
+tests that are about running real commands (environment, exec, files read back by a command)
+say so and skip it: tests/unit/test_fake_driver.py covers the fake's side of those. The
+local and ssh cases are slow (real processes, an sshd); the fake ones are not.
+"""
 
 from __future__ import annotations
 
@@ -14,13 +22,13 @@ from pathlib import Path
 
 import pytest
 
+from farmhand.drivers import fake
 from farmhand.drivers.base import Driver, NodeLaunch, RunningNode
+from farmhand.drivers.fake import FakeDriver
 from farmhand.drivers.local import LocalDriver
 from farmhand.drivers.ssh import SshDriver
 from farmhand.spec.models import HostSpec
 from testhosts import TestHost, wait_until
-
-pytestmark = pytest.mark.slow
 
 _base_numbers = itertools.count()
 
@@ -35,6 +43,7 @@ class Harness:
     """The interpreter to run nodes with on that host."""
     scratch: str
     """A directory on the host that the driver's user may write."""
+    farm_id: str
     drivers: list[Driver] = field(default_factory=list)
 
     def make(self) -> Driver:
@@ -42,17 +51,44 @@ class Harness:
         self.drivers.append(driver)
         return driver
 
+    @property
+    def runs_commands(self) -> bool:
+        return self.kind != "fake"
 
-@pytest.fixture(params=["local", "ssh"])
+    def needs_commands(self) -> None:
+        if not self.runs_commands:
+            pytest.skip("the fake driver runs no command (tests/unit/test_fake_driver.py covers it)")
+
+    async def serving(self, driver: Driver, port: int) -> bool:
+        """Whether the node on ``port`` answers: a connect, or the fake's own health answer."""
+        if self.runs_commands:
+            return await _accepts(driver.address, port)
+        alive = [n for n in fake.world(self.farm_id).alive().values() if n.port == port]
+        return bool(alive) and driver.simulated_health(alive[0].node_id) == (True, "")
+
+    def ended_by_itself(self, node_id: str, code: int) -> None:
+        """A real node's command ends by itself (with ``code``); a fake node is ended so by
+        the fake world."""
+        if not self.runs_commands:
+            fake.world(self.farm_id).crash(node_id, code)
+
+
+@pytest.fixture(params=[pytest.param("local", marks=pytest.mark.slow), pytest.param("ssh", marks=pytest.mark.slow),
+                        "fake"])
 async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Harness]:
     farm_id = f"contract-{uuid.uuid4().hex[:8]}"
-    if request.param == "local":
+    if request.param == "fake":
+        fake_spec = HostSpec(driver="fake")
+        made = Harness("fake", lambda: FakeDriver("sim-1", fake_spec, tmp_path / "state", farm_id), "python3",
+                       "/scratch", farm_id)
+    elif request.param == "local":
         spec = HostSpec(driver="local", base_dir=str(tmp_path / "base"))
         made = Harness(
             "local",
             lambda: LocalDriver("local", spec, tmp_path / "state", farm_id),
             sys.executable,
             str(tmp_path / "scratch"),
+            farm_id,
         )
     else:
         host: TestHost = request.getfixturevalue("module_host")
@@ -63,11 +99,13 @@ async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
             lambda: SshDriver(host.name, ssh_spec, tmp_path / "state", farm_id),
             "python3",
             str(base / "scratch"),
+            farm_id,
         )
     try:
         yield made
     finally:
         await _stop_everything(made.drivers)
+        fake.forget(farm_id)
 
 
 async def _stop_everything(drivers: list[Driver]) -> None:
@@ -94,7 +132,7 @@ async def _start_http(harness: Harness, driver: Driver, node_id: str) -> tuple[R
     port = await driver.pick_free_port(set())
     command = f"{harness.python} -m http.server {port} --bind {driver.address}"
     node = await driver.start(NodeLaunch(node_id, "web", command, port=port))
-    await wait_until(lambda: _accepts(driver.address, port), f"{node_id} accepts on port {port}")
+    await wait_until(lambda: harness.serving(driver, port), f"{node_id} accepts on port {port}")
     return node, port
 
 
@@ -117,7 +155,7 @@ async def test_start_list_metrics_and_stop(harness: Harness) -> None:
     assert not await driver.port_is_free(port)
 
     first = (await driver.node_metrics([node]))["web-1"]
-    assert await _accepts(driver.address, port)
+    assert await harness.serving(driver, port)
     second = (await driver.node_metrics([node]))["web-1"]
     for metrics in (first, second):
         assert metrics.rss_bytes > 1_000_000
@@ -135,10 +173,11 @@ async def test_start_list_metrics_and_stop(harness: Harness) -> None:
 async def test_a_node_that_exits_is_reported_dead_once(harness: Harness) -> None:
     driver = harness.make()
     node = await driver.start(NodeLaunch("quitter", "job", "sleep 0.2; exit 3"))
+    harness.ended_by_itself("quitter", 3)
     dead = await _reported_dead(driver, "quitter")
     assert dead.pid == node.pid
-    # Only the local driver reaps its children; over SSH the exit status is not known.
-    assert dead.exit_code == (3 if harness.kind == "local" else None)
+    # The local driver reaps its children (and the fake knows); over SSH the status is lost.
+    assert dead.exit_code == (None if harness.kind == "ssh" else 3)
     assert "quitter" not in await driver.list()
 
 
@@ -155,6 +194,7 @@ async def test_a_restarted_controller_adopts_running_nodes(harness: Harness) -> 
 
 
 async def test_nodes_get_their_environment_and_workdir(harness: Harness) -> None:
+    harness.needs_commands()
     driver = harness.make()
     await driver.put_file(b"", f"{harness.scratch}/.keep")
     command = 'echo "$FARMHAND_NODE $PORT $COLOUR $(pwd)"'
@@ -167,15 +207,20 @@ async def test_nodes_get_their_environment_and_workdir(harness: Harness) -> None
 async def test_read_log(harness: Harness) -> None:
     driver = harness.make()
     await driver.start(NodeLaunch("talker", "job", "echo one; echo two >&2"))
+    harness.ended_by_itself("talker", 0)
     await _reported_dead(driver, "talker")
-    assert await driver.read_log("talker") == b"one\ntwo\n"
-    assert await driver.read_log("talker", offset=4) == b"two\n"
-    assert await driver.read_log("talker", offset=4, limit=2) == b"tw"
-    assert await driver.read_log("talker", offset=100) == b""
+    whole = await driver.read_log("talker")
+    if harness.runs_commands:
+        assert whole == b"one\ntwo\n"
+    assert len(whole) > 6
+    assert await driver.read_log("talker", offset=4) == whole[4:]
+    assert await driver.read_log("talker", offset=4, limit=2) == whole[4:6]
+    assert await driver.read_log("talker", offset=len(whole) + 100) == b""
     assert await driver.read_log("never-started") == b""
 
 
 async def test_exec(harness: Harness) -> None:
+    harness.needs_commands()
     driver = harness.make()
     result = await driver.exec("echo out; echo err >&2; exit 7", timeout=10)
     assert (result.exit_code, result.stdout, result.stderr) == (7, b"out\n", b"err\n")
@@ -188,6 +233,7 @@ async def test_exec(harness: Harness) -> None:
 
 
 async def test_put_file_replaces_whole_files(harness: Harness) -> None:
+    harness.needs_commands()
     driver = harness.make()
     path = f"{harness.scratch}/deep/er/data.bin"
     payload = bytes(range(256)) * 1000

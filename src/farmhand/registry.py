@@ -1,0 +1,35 @@
+"""The one home of pluggable names (DESIGN.md rule 7): a name the farm file may use, mapped
+to the ``"module:Class"`` that implements it.
+
+The tables hold plain strings, so this module sits in the bottom layer and imports nothing:
+the spec reads the names from here to validate a farm file (a name ``check`` accepts is a
+name that exists), and the layer that owns the kind imports the class lazily when a farm
+uses it (a farm of local nodes never imports asyncssh). Adding a driver is its module plus
+one line below; a unit test imports every entry and checks it is the right kind of class.
+
+Load-balancer engines and metrics get their own tables here in the same shape when they
+move over; for now only drivers live here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+DRIVERS: Mapping[str, str] = MappingProxyType({
+    "local": "farmhand.drivers.local:LocalDriver",
+    "ssh": "farmhand.drivers.ssh:SshDriver",
+    "fake": "farmhand.drivers.fake:FakeDriver",
+})
+"""Host drivers (``driver = "..."`` in a ``[hosts.NAME]`` table); see ``farmhand.drivers``."""
+
+
+def split_entry(entry: str) -> tuple[str, str]:
+    """``"package.module:Class"`` -> ``("package.module", "Class")``."""
+    module_name, _, attribute = entry.partition(":")
+    return module_name, attribute
+
+
+def known(table: Mapping[str, str]) -> str:
+    """The names of a table as a user reads them in an error: ``fake, local, ssh``."""
+    return ", ".join(sorted(table))
