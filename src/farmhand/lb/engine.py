@@ -2,7 +2,8 @@
 
 ``python -m farmhand.lb.engine RUN_DIR/engine.json`` daemonizes (own session, std streams to
 ``engine.log``), takes an exclusive lock on ``engine.pid`` for its whole life (so there is
-never a second engine for a role), binds one SO_REUSEPORT listening socket per worker,
+never a second engine for a role), binds one SO_REUSEPORT listening socket per worker
+(after probing that no other balancer or program holds the address: ``owner``),
 starts the workers, answers the control socket ``control.sock``, and only then tells its
 starter "ok" through a pipe; the starter exits 0, or 1 with the reason on stderr.
 
@@ -33,6 +34,7 @@ from typing import Any
 import uvloop
 
 from farmhand import control_channel
+from farmhand.lb import owner
 from farmhand.lb import stats as lb_stats
 from farmhand.lb.health import Readmitter
 from farmhand.lb.link import Link, Message, open_link
@@ -118,25 +120,36 @@ class Supervisor:
 
     # -- startup
     def bind(self) -> list[socket.socket]:
+        """One SO_REUSEPORT socket per worker, after proving the address is nobody else's.
+
+        SO_REUSEPORT would let another balancer join the group and split the traffic, so
+        the address is first probed without it, under the per-user bind lock
+        (``farmhand.lb.owner``): only this engine's workers ever share the port.
+        """
         host, port = self.settings.listen_host, self.settings.listen_port
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sockets: list[socket.socket] = []
-        try:
-            for _ in range(self.settings.workers):
-                sock = socket.socket(family, socket.SOCK_STREAM)
-                sockets.append(sock)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                sock.bind((host, port))
-                port = sock.getsockname()[1]  # listen ":0" picks one port for every worker
-                sock.listen(1024)
-        except OSError as error:
-            for sock in sockets:
-                sock.close()
-            raise EngineError(
-                f"cannot listen on {self.settings.listen} ({error.strerror or error}); "
-                "another process may hold that address: stop it or change lb.listen"
-            ) from error
+        with owner.bind_lock():
+            try:
+                if port and (taken := owner.probe(host, port)) is not None:
+                    raise taken
+                for _ in range(self.settings.workers):
+                    sock = socket.socket(family, socket.SOCK_STREAM)
+                    sockets.append(sock)
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                    sock.bind((host, port))
+                    port = sock.getsockname()[1]  # listen ":0" picks one port for every worker
+                    sock.listen(1024)
+            except OSError as error:
+                for sock in sockets:
+                    sock.close()
+                if owner.is_in_use(error):
+                    raise EngineError(owner.in_use(self.settings.listen, host, port)) from error
+                raise EngineError(
+                    f"cannot listen on {self.settings.listen} ({error.strerror or error}); "
+                    "change lb.listen to an address this machine has and you may use"
+                ) from error
         self.listen = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
         return sockets
 

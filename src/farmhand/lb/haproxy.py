@@ -30,6 +30,7 @@ from farmhand import control_channel
 from farmhand.dataplane import Backend
 from farmhand.errors import LbError
 from farmhand.lb import haproxy_config as hc
+from farmhand.lb import owner
 from farmhand.lb.settings import EngineSettings
 
 START_TIMEOUT = 15.0
@@ -120,7 +121,16 @@ class HaproxyDataPlane:
                 if self._settings_part(current) != self._settings_part(self._render(wanted)):
                     await self._launch(binary, wanted, reload=True)
                 return
+            self._check_address_free()
             await self._launch(binary, wanted, reload=False)
+
+    def _check_address_free(self) -> None:
+        """A fresh HAProxy must not start where another balancer listens (``owner``)."""
+        host, port = self.settings.listen_host, self.settings.listen_port
+        if port and (taken := owner.probe(host, port)) is not None:
+            if owner.is_in_use(taken):
+                raise self._error(owner.in_use(self.settings.listen, host, port))
+            raise self._error(f"cannot listen on {self.settings.listen} ({taken.strerror or taken}); change lb.listen")
 
     @staticmethod
     def _settings_part(text: str) -> list[str]:
