@@ -11,6 +11,9 @@ How a request flows (FIELD-NOTES, "what made that proxy fast"):
    pool.
 3. Failures before the first response byte go through ``retry.may_retry``: another backend,
    each at most once; connect failures and resets eject the backend (``Context.eject``).
+   A *pooled* connection that fails so is first retried once on a fresh connection to the
+   same backend, without ejecting it: the backend most likely closed it while it sat idle
+   (its keep-alive timeout), which says nothing about its health (issue 10 #9).
 
 Nothing on this path formats strings, logs, or arms timers; the worker's sweep enforces
 timeouts from the tick stamps kept here. Pipelined requests are served one at a time in
@@ -52,7 +55,8 @@ class ClientSide(asyncio.Protocol):
     __slots__ = (
         "ctx", "transport", "parser", "xff", "key", "buf", "begun", "head_seen", "done",
         "keep_alive", "method", "upgrade", "out", "req_bytes", "backend", "tried", "attempts",
-        "t0", "stamp", "pending", "in_flight", "waiting_since", "tunnel", "closed",
+        "t0", "stamp", "pending", "in_flight", "waiting_since", "tunnel", "closed", "fresh_retry",
+        "head_at",
     )
 
     def __init__(self, ctx: Context) -> None:
@@ -71,6 +75,7 @@ class ClientSide(asyncio.Protocol):
         self.backend: BackendSide | None = None
         self.tried: list[Slot] | None = None
         self.attempts = 0
+        self.fresh_retry = False
         self.t0 = 0.0
         self.stamp = ctx.tick
         self.pending: list[bytes] | None = None
@@ -162,6 +167,7 @@ class ClientSide(asyncio.Protocol):
         self.in_flight = True
         self.attempts = 0
         self.tried = None
+        self.fresh_retry = False
         self.t0 = _perf()
         self.dispatch()
 
@@ -253,6 +259,11 @@ class ClientSide(asyncio.Protocol):
             if not backend.transport.is_closing():
                 backend.attach(self)
                 return
+        self._connect(slot)
+
+    def _connect(self, slot: Slot) -> None:
+        """Carry the current request on a new connection to ``slot``."""
+        ctx = self.ctx
         backend = BackendSide(ctx, slot)
         backend.client = self
         self.backend = backend
@@ -268,13 +279,15 @@ class ClientSide(asyncio.Protocol):
         slot.bytes_in += self.req_bytes
         slot.bytes_out += backend.got
         slot.hist[bucket_of(_perf() - self.t0)] += 1
-        keep = backend.keep and not closing and not self.upgrade
+        # The request's own "Connection: close" (or HTTP/1.0) went to the backend too, which
+        # will close this connection even if its answer did not say so: never pool it.
+        keep = backend.keep and not closing and not self.upgrade and self.keep_alive
         backend.release(keep and slot.state == READY)
         self.backend = None
         self.in_flight = False
         self.out = None
         self.tried = None
-        if not (keep and self.keep_alive):
+        if not keep:
             self.transport.close()
             return
         self.head_seen = False
@@ -292,7 +305,24 @@ class ClientSide(asyncio.Protocol):
         slot.active -= 1
         slot.errors += 1
         self.backend = None
-        if ejects(failure) and not backend.reused:
+        if backend.reused:
+            # A pooled connection the backend closed while it sat idle (keep-alive timeout)
+            # says nothing about the backend: try it again once, on a fresh connection.
+            if self.closed:
+                return
+            if not self.fresh_retry and may_retry(
+                failure,
+                idempotent=self.method in IDEMPOTENT_METHODS and not self.upgrade,
+                replayable=self.out is not None,
+                response_started=False,
+                attempts=1,
+            ):
+                self.fresh_retry = True
+                slot.retries += 1
+                self.ctx.listener.retries += 1
+                self._connect(slot)
+                return
+        elif ejects(failure):
             self.ctx.eject(slot)
         if self.closed:
             return
