@@ -198,17 +198,8 @@ def _print_summary(console: Console, summary: dict[str, Any]) -> None:
         console.print("nodes    " + "  ".join(f"{k} {v}" for k, v in summary["nodes"].items()), highlight=False)
 
 
-@click.command()
-@click.argument("url")
-@click.option("--rps", default=10.0, show_default=True, type=click.FloatRange(min=0),
-              help="Requests per second to send (an open loop); 0: as fast as --concurrency allows.")
-@click.option("--duration", "-d", default="30s", show_default=True, help='How long: "30s", "2m".')
-@click.option("--concurrency", "-c", default=20, show_default=True, type=click.IntRange(1, 10_000),
-              help="Most requests in flight at once.")
-@click.option("--timeout", default="10s", show_default=True, help="Longest wait for one answer.")
-@click.option("--json", "as_json", is_flag=True, help="No live line; the summary as one JSON object.")
-def load(url: str, rps: float, duration: str, concurrency: int, timeout: str, as_json: bool) -> None:
-    """Send HTTP GET load at URL (a role's load balancer) and show requests/s, latency and errors."""
+def run_load(url: str, rps: float, duration: str, concurrency: int, timeout: str, as_json: bool) -> None:
+    """`farmhand load` (its options are declared in cli/change.py, so `--help` stays fast)."""
     try:
         seconds, wait = _duration(duration), _duration(timeout)
     except ValueError as error:

@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from farmhand.units import format_duration
 
@@ -24,11 +25,7 @@ def status_tables(console: Console, status: dict[str, Any]) -> None:
         if role.get("backoff_until"):
             note = f"backing off {format_duration(max(0, role['backoff_until'] - status['time']))} " \
                    f"({role['failures']} failures)"
-        lb = role["lb"] or "-"
-        stats = role.get("lb_stats") or {}
-        if role["lb"] and isinstance(stats.get("requests_per_s"), (int, float)):
-            lb += f"  {stats['requests_per_s']:.0f} req/s"
-        roles.add_row(role["name"], str(role["wanted"]), str(role["running"]), str(role["healthy"]), lb,
+        roles.add_row(role["name"], str(role["wanted"]), str(role["running"]), str(role["healthy"]), lb_text(role),
                       metrics_text(role.get("metrics") or {}), note)
     console.print(roles)
     for role in status["roles"]:
@@ -53,6 +50,22 @@ def status_tables(console: Console, status: dict[str, Any]) -> None:
         state = host["state"] + (f" ({host['reason']})" if host.get("reason") else "")
         hosts.add_row(host["name"], host["driver"], str(host.get("address") or "-"), state, str(host.get("nodes", "")))
     console.print(hosts)
+
+
+def lb_text(role: dict[str, Any]) -> Text | str:
+    """The role's balancer: its address and rate, or, when it cannot listen, "broken" and why
+    (``lb_state`` / ``lb_error`` in the status; a blank would read as "no balancer")."""
+    if not role.get("lb"):
+        return "-"
+    if role.get("lb_state") == "broken":
+        text = Text(f"{role['lb']} ")
+        text.append("broken", style="bold red")
+        if role.get("lb_error"):
+            text.append(f": {role['lb_error']}")
+        return text
+    stats = role.get("lb_stats") or {}
+    rate = stats.get("requests_per_s")
+    return f"{role['lb']}  {rate:.0f} req/s" if isinstance(rate, (int, float)) else str(role["lb"])
 
 
 METRIC_FORMATS = {"cpu": "{:.0f}% cpu", "rss_mb": "{:.0f} MB", "requests_per_s": "{:.0f} req/s",

@@ -1,0 +1,150 @@
+"""What every verb shares: which farm it means, its client, its console.
+
+Imports stay light here on purpose: `farmhand --help` loads this module and nothing
+heavier than click; the state folder, the HTTP client and rich come in with the verb that
+uses them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from farmhand.errors import StateError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from farmhand.cli.client import ApiClient
+    from farmhand.store.statedir import StateDir
+
+FARM_ENV = "FARMHAND_FARM"
+DEFAULT_FARM = "farm.toml"
+FARM_ID = re.compile(r"[0-9a-f]{16}")
+"""What a node finds in FARMHAND_FARM (the farm id its driver tags it with), not a file."""
+FARM_HELP = "The farm file (its .farmhand/ folder is used), before or after the verb. " \
+            "Default: $FARMHAND_FARM, else .farmhand/ in this folder or above."
+
+
+def remember_farm_option(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+    """Keep ``--farm`` wherever it was given (the group's or a verb's; the verb's wins)."""
+    if value is None:
+        return
+    source = ctx.get_parameter_source(param.name or "farm")
+    from_env = source is click.core.ParameterSource.ENVIRONMENT
+    if from_env and FARM_ID.fullmatch(str(value)) and not value.exists():
+        return  # run inside a node: FARMHAND_FARM is the node's farm id
+    root = ctx.find_root()
+    root.meta["farmhand.farm"] = value
+    root.meta["farmhand.farm_from_env"] = from_env
+
+
+def farm_option(command: Any) -> Any:
+    """``--farm FILE`` on a verb, so it works after the verb as well as before it."""
+    return click.option("--farm", type=click.Path(dir_okay=False, path_type=Path), expose_value=False,
+                        callback=remember_farm_option, help=FARM_HELP)(command)
+
+
+def given_farm(ctx: click.Context) -> Path | None:
+    farm: Path | None = ctx.find_root().meta.get("farmhand.farm")
+    return farm
+
+
+def farm_file_for(ctx: click.Context, positional: Path | None, verb: str) -> Path:
+    """The farm file `check` and `up` work on: the argument, else --farm / $FARMHAND_FARM,
+    else ./farm.toml when it exists; never a silent guess at a file that is not there."""
+    given = given_farm(ctx)
+    if positional is not None:
+        if given is not None and not ctx.find_root().meta.get("farmhand.farm_from_env") \
+                and given.resolve() != positional.resolve():
+            raise click.UsageError(f"two farm files given: {positional} and --farm {given}; give one")
+        return positional
+    if given is not None:
+        return given
+    if Path(DEFAULT_FARM).is_file():
+        return Path(DEFAULT_FARM)
+    raise click.UsageError(f"no farm file given, and there is no ./{DEFAULT_FARM} in {Path.cwd()}: "
+                           f"`farmhand {verb} FILE` (or --farm FILE, or set {FARM_ENV})")
+
+
+def state_for(ctx: click.Context) -> StateDir:
+    """The state folder a verb reads: beside --farm's file, else found from here upwards."""
+    from farmhand.store.statedir import StateDir
+
+    farm = given_farm(ctx)
+    if farm is None:
+        return StateDir.find()
+    if not farm.is_file():
+        raise StateError(f"--farm {farm}: no such file")
+    return StateDir.beside(farm)
+
+
+def client_for(ctx: click.Context, state: StateDir | None = None) -> ApiClient:
+    """A client of the running controller; a farm that is down says so, and how to go on."""
+    from farmhand.cli.client import ApiClient
+
+    state = state or state_for(ctx)
+    if state.controller_pid() is None:
+        raise StateError(f"farm {state.farm_name()} is down (no controller runs in {folder_name(state.path.parent)}); "
+                         f"`{start_command(state)}` starts it; `farmhand events` and `farmhand logs NODE` "
+                         "read its history")
+    return ApiClient(state)
+
+
+def start_command(state: StateDir) -> str:
+    farm_file = state.remembered_farm().get("farm_file")
+    return f"farmhand up {display(Path(farm_file))}" if farm_file else "farmhand up FILE"
+
+
+def display(path: Path) -> str:
+    """A path as the user would type it from here (relative when that is shorter)."""
+    try:
+        relative = os.path.relpath(path, Path.cwd())
+    except ValueError:
+        return str(path)
+    return relative if len(relative) < len(str(path)) else str(path)
+
+
+def folder_name(folder: Path) -> str:
+    """A folder for a sentence: "this folder", or its path from here."""
+    return "this folder" if folder.resolve() == Path.cwd().resolve() else display(folder)
+
+
+def command_name() -> str:
+    """How the user runs farmhand from here: `farmhand` when it is on the PATH, else the
+    path of this venv's script (the demo runs it from .venv/bin/)."""
+    script = Path(sys.executable).parent / "farmhand"
+    found = shutil.which("farmhand")
+    if found and (not script.exists() or Path(found).resolve() == script.resolve()):
+        return "farmhand"
+    return display(script) if script.exists() else "farmhand"
+
+
+def how_to_reach(farm_file: Path) -> str:
+    """The command that reaches this farm from the current folder, and the other way."""
+    name = command_name()
+    folder = farm_file.resolve().parent
+    if folder == Path.cwd().resolve():
+        return f"`{name} status` in this folder"
+    return f"`{name} --farm {display(farm_file)} status` from here, or `cd {display(folder)}` and `{name} status`"
+
+
+@cache
+def console() -> Console:
+    """Piped output (scripts, tests, `| less`) gets whole tables rather than 80 columns of
+    truncated names; a terminal gets its own width."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
+def say(text: str) -> None:
+    """Plain text (an API's message may hold brackets that rich would take for markup)."""
+    click.echo(text)
