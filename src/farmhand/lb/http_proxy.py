@@ -46,6 +46,7 @@ _ParserError = httptools.HttpParserError
 _Upgrade = httptools.HttpParserUpgrade
 _BLANK = (b"\r", b"\n")
 _HEAD_END = messages.HEAD_END
+_suspect = messages.suspect
 _XFP = b"x-forwarded-proto"
 
 
@@ -161,7 +162,12 @@ class ClientSide(asyncio.Protocol):
             return
         end = buf.find(_HEAD_END)
         head = buf[:end]
-        if _XFP in head.lower():
+        lower = head.lower()
+        if _suspect(head, lower) and (refused := messages.refusal(head, lower)) is not None:
+            self.ctx.listener.errors += 1
+            self._reply_and_close(refused)
+            return
+        if _XFP in lower:
             head = messages.rewrite_head(head, b"")
         self.out = b"".join((head, self.xff, buf[end:]))
         self.in_flight = True

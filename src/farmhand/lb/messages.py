@@ -5,6 +5,10 @@ X-Forwarded-Proto) rather than re-serialising parsed headers: FIELD-NOTES measur
 parsing as doubling the parse cost. A client-sent X-Forwarded-Proto is removed (it would let
 a client claim https); a client-sent X-Forwarded-For is kept and ours is added as a further
 line, which HTTP defines as the same as appending to the list.
+
+Heads the parser accepts but HAProxy refuses (two Host lines, codings other than chunked,
+an absolute URI naming another host) are caught by ``suspect`` (cheap, every request) and
+``refusal`` (only for the rare heads ``suspect`` flags).
 """
 
 from __future__ import annotations
@@ -51,12 +55,83 @@ def canned(status: int, reason: str, text: str) -> bytes:
 
 
 BAD_REQUEST = canned(400, "Bad Request", "bad request")
+MISDIRECTED = canned(400, "Bad Request", "the request names two different hosts")
+UNSUPPORTED_CODING = canned(422, "Unprocessable Content", "transfer codings other than chunked are not supported")
 REQUEST_TIMEOUT = canned(408, "Request Timeout", "request timeout")
 TOO_LARGE = canned(413, "Content Too Large", "request too large")
 HEAD_TOO_LARGE = canned(431, "Request Header Fields Too Large", "request head too large")
 BAD_GATEWAY = canned(502, "Bad Gateway", "no backend could answer this request")
 UNAVAILABLE = canned(503, "Service Unavailable", "no backend is available")
 GATEWAY_TIMEOUT = canned(504, "Gateway Timeout", "the backend did not answer in time")
+
+
+_DEFAULT_PORTS = {b"http": b":80", b"https": b":443"}
+
+
+def suspect(head: bytes, lower: bytes) -> bool:
+    """Cheap test (hot path): does this head need ``refusal``'s closer look?
+
+    True for a second ``Host`` line, any ``Transfer-Encoding`` (the parser already refuses
+    most bad ones) and a request target that is not a plain path (absolute form, CONNECT).
+    """
+    return (
+        head[head.find(b" ") + 1] != 47  # "/"
+        or b"\ntransfer-encoding:" in lower
+        or lower.count(b"\nhost:") > 1
+    )
+
+
+def refusal(head: bytes, lower: bytes) -> bytes | None:
+    """The error answer for a head HAProxy refuses and the parser lets through, else None.
+
+    Matching HAProxy 2.6 (checked against the real binary) and RFC 9112:
+
+    - more than one ``Host`` line: 400 (RFC 9112 §3.2; HAProxy lets identical ones pass);
+    - ``Transfer-Encoding`` whose codings are not exactly one final ``chunked``: 400 when
+      chunked is missing, repeated or not last (RFC 9112 §6.3), 422 when other codings come
+      before it (HAProxy's answer: it applies no coding but chunked);
+    - an absolute-form target (``http://host/...``) whose scheme is not http(s), or whose
+      authority (without userinfo, default port ignored) differs from ``Host``: 400, and so
+      for a CONNECT target that differs from ``Host`` (RFC 9112 §3.2.2).
+    """
+    lines = lower.split(b"\r\n")
+    hosts = [line[5:].strip() for line in lines[1:] if line.startswith(b"host:")]
+    if len(hosts) > 1:
+        return BAD_REQUEST
+    codings = [
+        coding.strip()
+        for line in lines[1:] if line.startswith(b"transfer-encoding:")
+        for coding in line[18:].split(b",")
+    ]
+    if codings:
+        if codings[-1] != b"chunked" or codings.count(b"chunked") > 1:
+            return BAD_REQUEST
+        if len(codings) > 1:
+            return UNSUPPORTED_CODING
+    method, _, rest = lines[0].partition(b" ")
+    target = rest.rpartition(b" ")[0]
+    if target.startswith(b"/") or target == b"*":
+        return None
+    if method == b"connect":
+        authority, scheme = target, b""
+    else:
+        scheme, sep, after = target.partition(b"://")
+        if not sep:
+            return None  # not absolute form; the backend judges it
+        if scheme not in _DEFAULT_PORTS:
+            return BAD_REQUEST
+        authority = after
+        for stop in (b"/", b"?", b"#"):
+            authority = authority.split(stop, 1)[0]
+        authority = authority.rpartition(b"@")[2]
+    if not hosts or not authority:
+        return None
+    default = _DEFAULT_PORTS.get(scheme)
+    host = hosts[0]
+    if default is not None:
+        authority = authority.removesuffix(default)
+        host = host.removesuffix(default)
+    return None if authority == host else MISDIRECTED
 
 
 class _Completion:

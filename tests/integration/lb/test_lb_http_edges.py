@@ -197,3 +197,48 @@ async def test_without_backends_requests_wait_then_get_503(edge: Edge) -> None:
         await edge.plane.set_backends(edge.backends)
     reply, _ = await exchange(edge.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     assert reply.status == 200
+
+
+# Issue 10 #8: what HAProxy 2.6 refuses (checked against the real binary), the builtin engine
+# refuses too; what it refused before (the parser's refusals) it still refuses.
+REFUSED = {
+    "two Host lines": (b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 400),
+    "two Host lines, same value (RFC 9112 3.2)": (b"GET / HTTP/1.1\r\nhost: x\r\nHOST: x\r\n\r\n", 400),
+    "identity before chunked": (
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 422),
+    "gzip then chunked on two lines": (
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 422),
+    "chunked not last": (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n", 400),
+    "chunked twice": (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n", 400),
+    "no chunked": (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nabc", 400),
+    "absolute URI naming another host": (b"GET http://other/ HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    "absolute URI naming another port": (b"GET http://x:81/ HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    "absolute URI of another scheme": (b"GET ftp://x/ HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    "CONNECT to another host": (b"CONNECT y:443 HTTP/1.1\r\nHost: x:443\r\n\r\n", 400),
+    "space before a colon": (b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400),
+    "two different lengths": (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
+    "length and chunked": (
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400),
+}
+ACCEPTED = {
+    "absolute URI naming Host": b"GET http://x/ HTTP/1.1\r\nHost: x\r\n\r\n",
+    "absolute URI, other case": b"GET http://X/ HTTP/1.1\r\nHost: x\r\n\r\n",
+    "absolute URI with the default port": b"GET http://x:80/ HTTP/1.1\r\nHost: x\r\n\r\n",
+    "https with its default port": b"GET https://x:443/ HTTP/1.1\r\nHost: x\r\n\r\n",
+    "absolute URI with userinfo": b"GET http://u@x/ HTTP/1.1\r\nHost: x\r\n\r\n",
+    "OPTIONS *": b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
+    "Chunked in capitals": b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+async def test_heads_haproxy_refuses_are_refused(edge: Edge, case: str) -> None:
+    raw, status = REFUSED[case]
+    reply, closed = await exchange(edge.port, raw)
+    assert reply.status == status and closed
+
+
+@pytest.mark.parametrize("case", sorted(ACCEPTED))
+async def test_heads_haproxy_accepts_are_forwarded(edge: Edge, case: str) -> None:
+    reply, _ = await exchange(edge.port, ACCEPTED[case])
+    assert reply.status == 200
