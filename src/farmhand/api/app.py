@@ -1,25 +1,35 @@
 """FastAPI routes over the user intents. Reads are open (the API listens on loopback by
-default); every call that changes anything needs ``Authorization: Bearer <token>``."""
+default); every call that changes anything needs ``Authorization: Bearer <token>``.
+
+The token, the ``Host`` check and the body limit are enforced by ``farmhand.api.guard`` in
+front of every route, before any route reads a byte of the body. Request fields the intents
+take as given (a node id that becomes a file name, a log offset that becomes a seek) are
+checked here and refused with a 4xx that names the field."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import secrets
-from collections.abc import AsyncIterator
-from pathlib import Path
+import re
+from collections.abc import AsyncIterator, Iterable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from farmhand import intents
+from farmhand.api import guard
 from farmhand.api.dashboard import mount_dashboard
 from farmhand.controller.loop import Controller
 from farmhand.errors import FarmhandError, RequestError, SpecError
+from farmhand.spec.models import NAME_PATTERN
 
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+NODE_ID = re.compile(NAME_PATTERN.removeprefix("^").removesuffix("$") + r"-[0-9]{1,9}(?:\.[0-9]{1,9})?")
+"""A node id: its role's name, ``-N``, and maybe a generation ``.N`` (``web-3``, ``web-3.2``)."""
+MAX_OFFSET = 1 << 53
+"""The largest log offset taken (far past any log; a seek takes it, JSON numbers stay exact)."""
 
 
 class ScaleBody(BaseModel):
@@ -30,18 +40,22 @@ class MigrateBody(BaseModel):
     host: str = Field(description="The host the node moves to")
 
 
-def create_app(ctl: Controller, token: str) -> FastAPI:
+def node_id_field(node_id: str) -> str:
+    """``node_id`` if it can be a node id, else a 400 naming the field (a NUL or a path in
+    it would otherwise reach a file name)."""
+    if not NODE_ID.fullmatch(node_id):  # fullmatch: `$` lets a newline through
+        shown = node_id[:40].encode("unicode_escape").decode("ascii")
+        raise RequestError(f"{shown!r} is not a node id (a role name, a dash and a number, like web-1)",
+                           "node", 400)
+    return node_id
+
+
+def create_app(ctl: Controller, token: str, *, api_hosts: Iterable[str] = (),
+               max_body: int = guard.MAX_BODY) -> FastAPI:
+    """The API of ``ctl``. ``api_hosts`` are names besides the API's own address and
+    localhost that clients may use in ``Host`` (a reverse proxy's name, say)."""
     app = FastAPI(title="farmhand", version="1", summary=f"controller of farm {ctl.spec.name}")
-
-    def require_token(authorization: Annotated[str | None, Header()] = None) -> None:
-        given = (authorization or "").removeprefix("Bearer ").strip()
-        if not given:
-            raise RequestError("this call changes the farm and needs the token "
-                               "(Authorization: Bearer <token from .farmhand/token>)", "authorization", 401)
-        if not secrets.compare_digest(given, token):
-            raise RequestError("wrong token (see .farmhand/token)", "authorization", 403)
-
-    changes = [Depends(require_token)]
+    app.add_middleware(guard.Guard, token=token, hosts=tuple(api_hosts), max_body=max_body)
 
     @app.exception_handler(FarmhandError)
     async def farmhand_error(_: Request, error: FarmhandError) -> JSONResponse:
@@ -50,6 +64,22 @@ def create_app(ctl: Controller, token: str) -> FastAPI:
         status = error.status if isinstance(error, RequestError) else 500
         field = error.field if isinstance(error, RequestError) else None
         return JSONResponse({"error": str(error), "field": field}, status_code=status)
+
+    @app.exception_handler(guard.BodyTooLarge)
+    async def body_too_large(_: Request, error: guard.BodyTooLarge) -> JSONResponse:
+        refusal = guard.body_too_large(error.limit)
+        return JSONResponse({"error": refusal.message, "field": refusal.field}, status_code=refusal.status,
+                            headers={"Connection": "close"})
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+        """FastAPI's own 422, with the API's usual ``error`` and ``field`` beside its detail."""
+        problems = list(error.errors())
+        first = problems[0] if problems else {}
+        location = [str(part) for part in first.get("loc", ())[1:]]
+        field = ".".join(location) or "request"
+        return JSONResponse({"error": f"{field}: {first.get('msg', 'invalid')}", "field": field,
+                             "detail": json.loads(json.dumps(problems, default=str))}, status_code=422)
 
     @app.get("/api/status")
     async def get_status() -> dict[str, Any]:
@@ -69,7 +99,9 @@ def create_app(ctl: Controller, token: str) -> FastAPI:
         return StreamingResponse(lines(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     @app.get("/api/nodes/{node_id}/log", response_class=StreamingResponse)
-    async def node_log(node_id: str, offset: int = 0, follow: bool = False) -> Response:
+    async def node_log(node_id: str, offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+                       follow: bool = False) -> Response:
+        node_id_field(node_id)
         if not follow:
             return Response(await intents.read_log(ctl, node_id, offset), media_type="text/plain")
         first = await intents.read_log(ctl, node_id, offset)
@@ -87,19 +119,19 @@ def create_app(ctl: Controller, token: str) -> FastAPI:
 
         return StreamingResponse(chunks(), media_type="text/plain")
 
-    @app.post("/api/roles/{role}/scale", dependencies=changes)
+    @app.post("/api/roles/{role}/scale")
     async def scale(role: str, body: ScaleBody) -> dict[str, Any]:
         return intents.scale(ctl, role, body.count)
 
-    @app.post("/api/nodes/{node_id}/stop", dependencies=changes)
+    @app.post("/api/nodes/{node_id}/stop")
     async def stop(node_id: str) -> dict[str, Any]:
         return intents.stop_node(ctl, node_id)
 
-    @app.post("/api/nodes/{node_id}/replace", dependencies=changes)
+    @app.post("/api/nodes/{node_id}/replace")
     async def replace(node_id: str) -> dict[str, Any]:
         return intents.replace_node(ctl, node_id)
 
-    @app.post("/api/nodes/{node_id}/migrate", dependencies=changes)
+    @app.post("/api/nodes/{node_id}/migrate")
     async def migrate(node_id: str, body: MigrateBody) -> dict[str, Any]:
         return intents.migrate(ctl, node_id, body.host)
 
@@ -107,19 +139,19 @@ def create_app(ctl: Controller, token: str) -> FastAPI:
     async def hosts() -> list[dict[str, Any]]:
         return await intents.hosts(ctl)
 
-    @app.post("/api/hosts/{host}/drain", dependencies=changes)
+    @app.post("/api/hosts/{host}/drain")
     async def drain_host(host: str) -> dict[str, Any]:
         return intents.drain_host(ctl, host)
 
-    @app.post("/api/hosts/{host}/undrain", dependencies=changes)
+    @app.post("/api/hosts/{host}/undrain")
     async def undrain_host(host: str) -> dict[str, Any]:
         return intents.undrain_host(ctl, host)
 
-    @app.post("/api/reload", dependencies=changes)
+    @app.post("/api/reload")
     async def reload() -> dict[str, Any]:
         return await intents.reload(ctl)
 
-    @app.post("/api/down", dependencies=changes)
+    @app.post("/api/down")
     async def down() -> dict[str, Any]:
         return intents.down(ctl)
 
