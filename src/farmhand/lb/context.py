@@ -58,6 +58,7 @@ class Context:
         self.connect_timeout = settings.connect_timeout
         self.connect_ticks = ticks(settings.connect_timeout)
         self.client_ticks = ticks(settings.client_timeout)
+        self.head_ticks = ticks(settings.http_request_timeout)
         self.server_ticks = ticks(settings.server_timeout)
         self.pool_ticks = ticks(POOL_IDLE)
         self.max_request = settings.max_request_bytes

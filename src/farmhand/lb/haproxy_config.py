@@ -107,7 +107,7 @@ def render(settings: EngineSettings, run_dir: str, backends: list[Backend], maxc
     ]
     if http:
         lines += [
-            f"    timeout http-request {ms(settings.client_timeout)}",
+            f"    timeout http-request {ms(settings.http_request_timeout)}",
             f"    timeout http-keep-alive {ms(settings.client_timeout)}",
             "    retry-on all-retryable-errors",
             "    option forwardfor",

@@ -86,6 +86,9 @@ class ClientSide(asyncio.Protocol):
         self.closed = False
         self.xff = b""
         self.key = 0
+        self.head_at = ctx.tick
+        """Tick at which the head being awaited began (accept, or its first byte after an
+        idle keep-alive wait); -1 while idle between requests. The sweep's head deadline."""
 
     # -- parser callbacks (only these three: each callback defined costs a call per request)
     def on_message_begin(self) -> None:
@@ -146,6 +149,8 @@ class ClientSide(asyncio.Protocol):
             self._reply_and_close(messages.BAD_REQUEST)
             return
         if not self.head_seen:
+            if self.head_at < 0:
+                self.head_at = self.ctx.tick
             if len(buf) > messages.MAX_HEAD:
                 self._reply_and_close(messages.HEAD_TOO_LARGE)
             return
@@ -299,6 +304,7 @@ class ClientSide(asyncio.Protocol):
         self.head_seen = False
         self.done = False
         self.begun = 0
+        self.head_at = -1
         pending = self.pending
         if pending is not None:
             self.pending = None
@@ -401,8 +407,13 @@ class ClientSide(asyncio.Protocol):
             ):
                 backend.timed_out()
             return
-        if not self.in_flight and tick - self.stamp > ctx.client_ticks:
+        if self.in_flight:
+            return
+        head_at = self.head_at
+        if tick - self.stamp > ctx.client_ticks or (head_at >= 0 and tick - head_at > ctx.head_ticks):
+            # Idle too long, or the head's deadline passed however the bytes trickled in.
             if self.buf:
+                ctx.listener.errors += 1
                 self._reply_and_close(messages.REQUEST_TIMEOUT)
             else:
                 self.transport.close()

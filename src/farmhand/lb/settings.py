@@ -53,6 +53,9 @@ class EngineSettings:
     drain_timeout: float = 30.0
     connect_timeout: float = 2.0
     client_timeout: float = 60.0
+    http_request_timeout: float = 10.0
+    """Deadline for a whole request head (HAProxy's ``timeout http-request``): a client that
+    trickles a head byte by byte is answered 408 when it passes, whatever its idle timer says."""
     server_timeout: float = 30.0
     max_request_bytes: int = 16 << 20
     max_response_bytes: int = 256 << 20
@@ -98,6 +101,7 @@ class EngineSettings:
             drain_timeout=lb.drain_timeout,
             connect_timeout=lb.connect_timeout,
             client_timeout=lb.client_timeout,
+            http_request_timeout=lb.http_request_timeout,
             server_timeout=lb.server_timeout,
             max_request_bytes=lb.max_request_bytes,
             max_response_bytes=lb.max_response_bytes,

@@ -78,6 +78,8 @@ class LbSpec(_Strict):
     drain_timeout: Duration = 30.0
     connect_timeout: Duration = 2.0
     client_timeout: Duration = 60.0
+    http_request_timeout: Duration = 10.0
+    """Longest a client may take to send a whole request head (http mode), however it trickles."""
     server_timeout: Duration = 30.0
     max_request_bytes: int = Field(default=16 << 20, ge=1024)
     max_response_bytes: int = Field(default=256 << 20, ge=1024)

@@ -23,6 +23,14 @@ def test_http_config_has_the_zero_failure_settings() -> None:
     assert "observe layer4 error-limit 1 on-error mark-down" in text and "rise 2" in text
 
 
+def test_the_listener_is_exclusive_and_the_head_has_its_own_deadline() -> None:
+    settings = EngineSettings(role="web", listen_host="127.0.0.1", listen_port=8080, client_timeout=60.0,
+                              http_request_timeout=4.0)
+    text = hc.render(settings, "/run/x", [])
+    assert "    noreuseport" in text  # issue 10 #3: no second balancer can join the port
+    assert "timeout http-request 4000ms" in text and "timeout client 60000ms" in text
+
+
 def test_tcp_config_has_no_http_only_settings_and_source_is_consistent() -> None:
     settings = EngineSettings(role="db", listen_host="::1", listen_port=5432, mode="tcp", balance="source")
     text = hc.render(settings, "/r", [])

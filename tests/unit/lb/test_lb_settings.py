@@ -12,10 +12,12 @@ from farmhand.spec.models import HealthSpec, LbSpec
 
 
 def test_settings_from_spec_and_back_through_json() -> None:
-    lb = LbSpec(listen="127.0.0.1:8080", mode="tcp", balance="source", workers=3, drain_timeout="7s")
+    lb = LbSpec(listen="127.0.0.1:8080", mode="tcp", balance="source", workers=3, drain_timeout="7s",
+                http_request_timeout="3s")
     settings = EngineSettings.from_spec("web", lb, HealthSpec(type="http", path="/up", rise=2, interval="250ms"))
     assert (settings.listen, settings.mode, settings.balance, settings.workers) == ("127.0.0.1:8080", "tcp", "source", 3)
-    assert settings.drain_timeout == 7.0
+    assert settings.drain_timeout == 7.0 and settings.http_request_timeout == 3.0
+    assert LbSpec(listen="127.0.0.1:8080").http_request_timeout == 10.0
     assert settings.check.path == "/up" and settings.check.rise == 2 and settings.check.interval == 0.25
     assert EngineSettings.from_json(settings.to_json()) == settings
     assert "role 'web'" in settings.where
