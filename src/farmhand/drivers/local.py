@@ -54,8 +54,8 @@ class LocalDriver(Driver):
         base = Path(spec.base_dir) if spec.base_dir else state_dir
         self.run_dir = base / "run"
         self.log_dir = base / "logs"
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # private, as the state folder
+        self.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._processes: dict[int, psutil.Process] = {}
         self._orphans_scanned = False
@@ -72,7 +72,8 @@ class LocalDriver(Driver):
             env.setdefault("PORT", str(launch.port))
         log_path = self.log_dir / f"{launch.node_id}.log"
         try:
-            with open(log_path, "ab") as log:
+            # 0600: a node's output is its owner's to read (the state folder's rule)
+            with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
                 child = subprocess.Popen(  # noqa: ASYNC220 - a fork+exec, and Popen keeps the exit code
                     ["/bin/sh", "-c", shell_command(launch.command)],
                     stdin=subprocess.DEVNULL,
