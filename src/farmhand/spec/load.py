@@ -18,20 +18,31 @@ from pydantic import BaseModel, ValidationError
 
 from farmhand.errors import SpecError, SpecProblem
 from farmhand.spec.locate import locate_key
-from farmhand.spec.models import FarmSpec
+from farmhand.spec.models import FarmSpec, split_host_port
 
 
 def load_farm(path: str | Path) -> FarmSpec:
     """Read and validate the farm file at ``path``."""
     file = Path(path)
     try:
-        text = file.read_text()
+        raw = file.read_bytes()
     except OSError as error:
         raise SpecError([SpecProblem(str(path), "", f"cannot read the farm file: {error.strerror}")]) from error
+    text = decode_farm_text(raw, str(path))
     spec = parse_farm(text, str(path))
     if spec.farm.name is None:
         spec = spec.model_copy(update={"farm": spec.farm.model_copy(update={"name": file.stem})})
     return _with_workdirs_resolved(spec, file.resolve().parent)
+
+
+def decode_farm_text(raw: bytes, filename: str) -> str:
+    """A farm file is UTF-8 (TOML requires it); say where it is not, instead of a traceback."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        message = f"not UTF-8 text: byte 0x{raw[error.start]:02x} cannot be decoded (save the file as UTF-8)"
+        raise SpecError([SpecProblem(filename, "", message, line)]) from error
 
 
 def _with_workdirs_resolved(spec: FarmSpec, folder: Path) -> FarmSpec:
@@ -162,6 +173,8 @@ def _cross_checks(spec: FarmSpec) -> list[tuple[tuple[str, ...], str]]:
             for name, role in spec.roles.items():
                 if role.port == port:
                     problems.append((("roles", name, "port"), f"port {port} is also fixed by another role"))
+    problems.extend(_capacity_checks(spec))
+    problems.extend(_api_address_checks(spec))
     listeners: Counter[tuple[str, int]] = Counter(
         role.lb.host_port for role in spec.roles.values() if role.lb is not None
     )
@@ -171,3 +184,44 @@ def _cross_checks(spec: FarmSpec) -> list[tuple[tuple[str, ...], str]]:
         if role.lb is not None and isinstance(role.port, int) and role.lb.host_port[1] == role.port:
             problems.append((("roles", name, "lb", "listen"), f"the listener's port {role.port} is the nodes' own port"))
     return problems
+
+
+def _capacity_checks(spec: FarmSpec) -> list[tuple[tuple[str, ...], str]]:
+    """When every host states its capacity, a role cannot ask for more nodes than they hold."""
+    capacity = total_capacity(spec)
+    if capacity is None:
+        return []
+    problems: list[tuple[tuple[str, ...], str]] = []
+    for name, role in spec.roles.items():
+        key = "count" if role.count is not None else "min"
+        if role.initial_count > capacity:
+            problems.append((("roles", name, key), f"{role.initial_count} nodes do not fit: the hosts hold "
+                             f"at most {capacity} (capacity.nodes)"))
+    return problems
+
+
+def total_capacity(spec: FarmSpec) -> int | None:
+    """How many nodes the hosts hold together, or None when a host sets no limit."""
+    limits = [host.capacity.nodes for host in spec.hosts.values()]
+    if any(limit is None for limit in limits):
+        return None
+    return sum(limit for limit in limits if limit is not None)
+
+
+def _api_address_checks(spec: FarmSpec) -> list[tuple[tuple[str, ...], str]]:
+    """A balancer on the API's own address would fail at start, or take the API's place."""
+    try:
+        api = split_host_port(spec.farm.api)
+    except ValueError as error:
+        return [(("farm", "api"), str(error))]
+    if api[1] == 0:
+        return []
+    return [(("roles", name, "lb", "listen"), f"{role.lb.listen} is the farm's API address (farm.api)")
+            for name, role in spec.roles.items()
+            if role.lb is not None and role.lb.host_port[1] == api[1]
+            and _same_interface(role.lb.host_port[0], api[0])]
+
+
+def _same_interface(a: str, b: str) -> bool:
+    wildcard = {"0.0.0.0", "::", ""}
+    return a == b or a in wildcard or b in wildcard

@@ -13,7 +13,7 @@ import re
 import string
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 from pydantic_core.core_schema import ValidationInfo
 
 from farmhand.registry import DRIVERS, known
@@ -24,12 +24,29 @@ from farmhand.spec.types import Duration
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
 PLACEHOLDERS = frozenset({"port", "node", "role", "host"})
-
-
+MAX_ROLE_NODES = 100_000
+"""The most nodes one role may ask for: far above any real farm (Kubernetes stops at 150,000
+pods), low enough that a typo such as ``count = 1000000000`` is refused instead of stored."""
+MIN_CHECK_INTERVAL = 0.1
+MIN_TICK = 0.05
 
 
 class _Strict(BaseModel):
+    # Integer fields are StrictInt: ``count = true`` is a mistake, not 1.
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _no_nul(value: str, what: str) -> str:
+    """A NUL cannot pass through exec or an environment: refuse it in the file, not at start."""
+    if "\0" in value:
+        raise ValueError(f"{what} contains a NUL character")
+    return value
+
+
+def _at_least(value: float, floor: float, what: str) -> float:
+    if value < floor:
+        raise ValueError(f"{what} must be at least {floor * 1000:g}ms (it runs that often)")
+    return value
 
 
 class FarmSection(_Strict):
@@ -46,18 +63,33 @@ class FarmSection(_Strict):
     """A node that fails within this long of starting, without having been healthy, counts
     towards its role's backoff."""
 
+    @field_validator("tick")
+    @classmethod
+    def _tick_floor(cls, value: float) -> float:
+        return _at_least(value, MIN_TICK, "tick")
+
 
 class HealthSpec(_Strict):
     type: Literal["http", "tcp", "exec"] = "http"
     path: str = "/"
-    status: int = Field(default=200, ge=100, le=599)
+    status: StrictInt = Field(default=200, ge=100, le=599)
     command: str | None = None
     interval: Duration = 1.0
     timeout: Duration = 1.0
-    rise: int = Field(default=1, ge=1)
-    fall: int = Field(default=3, ge=1)
+    rise: StrictInt = Field(default=1, ge=1)
+    fall: StrictInt = Field(default=3, ge=1)
     start_grace: Duration = 10.0
     """Failures in this window after a start do not count: slow starters are not killed."""
+
+    @field_validator("interval")
+    @classmethod
+    def _interval_floor(cls, value: float) -> float:
+        return _at_least(value, MIN_CHECK_INTERVAL, "a check interval")
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout_positive(cls, value: float) -> float:
+        return _at_least(value, 0.001, "a check timeout")
 
     @model_validator(mode="after")
     def _exec_needs_command(self) -> HealthSpec:
@@ -73,7 +105,7 @@ class LbSpec(_Strict):
     mode: Literal["http", "tcp"] = "http"
     engine: Literal["builtin", "haproxy"] = "builtin"
     balance: Literal["roundrobin", "leastconn", "source"] = "roundrobin"
-    workers: int | None = Field(default=None, ge=1, le=64)
+    workers: StrictInt | None = Field(default=None, ge=1, le=64)
     """Processes sharing the listener (SO_REUSEPORT); default one per core."""
     drain_timeout: Duration = 30.0
     connect_timeout: Duration = 2.0
@@ -81,8 +113,8 @@ class LbSpec(_Strict):
     http_request_timeout: Duration = 10.0
     """Longest a client may take to send a whole request head (http mode), however it trickles."""
     server_timeout: Duration = 30.0
-    max_request_bytes: int = Field(default=16 << 20, ge=1024)
-    max_response_bytes: int = Field(default=256 << 20, ge=1024)
+    max_request_bytes: StrictInt = Field(default=16 << 20, ge=1024)
+    max_response_bytes: StrictInt = Field(default=256 << 20, ge=1024)
     gate: Literal["smtp-delay"] | None = None
     gate_options: GateOptions = Field(default_factory=GateOptions)
 
@@ -109,10 +141,11 @@ class RoleSpec(_Strict):
     command: str
     env: dict[str, str] = Field(default_factory=dict)
     workdir: str | None = None
-    count: int | None = Field(default=None, ge=0)
-    min: int | None = Field(default=None, ge=0)
-    max: int | None = Field(default=None, ge=0)
-    port: Literal["auto", "none"] | int = "auto"
+    count: StrictInt | None = Field(default=None, ge=0)
+    min: StrictInt | None = Field(default=None, ge=0)
+    max: StrictInt | None = Field(default=None, ge=0)
+    """``count``, ``min`` and ``max`` stay at or below MAX_ROLE_NODES."""
+    port: Literal["auto", "none"] | StrictInt = "auto"
     stop_signal: str = "TERM"
     stop_grace: Duration = 10.0
     health: HealthSpec | None = None
@@ -142,9 +175,26 @@ class RoleSpec(_Strict):
             raise ValueError(f'"{value}" is not a signal name (use "TERM", "INT", "QUIT"...)')
         return name
 
+    @field_validator("count", "min", "max")
+    @classmethod
+    def _sane_count(cls, value: int | None) -> int | None:
+        if value is not None and value > MAX_ROLE_NODES:
+            raise ValueError(f"{value} is more nodes than one role may have (at most {MAX_ROLE_NODES})")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_is_passable(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, text in value.items():
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+                raise ValueError(f"{key!r} is not an environment variable name (letters, digits, _)")
+            _no_nul(text, f"the value of {key}")
+        return value
+
     @field_validator("command")
     @classmethod
     def _known_placeholders(cls, value: str) -> str:
+        _no_nul(value, "the command")
         try:
             fields = {f for _, f, _, _ in string.Formatter().parse(value) if f is not None}
         except ValueError as error:
@@ -194,6 +244,13 @@ class RoleSpec(_Strict):
     def upper_bound(self) -> int | None:
         return self.max
 
+    @property
+    def bounds(self) -> str:
+        """The file's count, or min and max, as one comparable text ("count=3", "min=1,max=4")."""
+        if self.count is not None:
+            return f"count={self.count}"
+        return f"min={self.min},max={self.max}"
+
     def clamp(self, wanted: int) -> int:
         """Keep a wanted count inside min/max."""
         wanted = max(wanted, self.lower_bound)
@@ -209,7 +266,7 @@ class RoleSpec(_Strict):
 
 
 class Capacity(_Strict):
-    nodes: int | None = Field(default=None, ge=0)
+    nodes: StrictInt | None = Field(default=None, ge=0)
     cpu: float | None = Field(default=None, gt=0)
     memory: str | None = None
 
@@ -227,7 +284,7 @@ class HostSpec(_Strict):
 
     driver: str = "local"
     address: str | None = None
-    port: int = Field(default=22, ge=1, le=65535)
+    port: StrictInt = Field(default=22, ge=1, le=65535)
     user: str | None = None
     key_file: str | None = None
     known_hosts: str | None = None
@@ -236,7 +293,7 @@ class HostSpec(_Strict):
     labels: dict[str, str] = Field(default_factory=dict)
     capacity: Capacity = Field(default_factory=Capacity)
     base_dir: str | None = None
-    weight: int = Field(default=1, ge=0, le=256)
+    weight: StrictInt = Field(default=1, ge=0, le=256)
     """Load-balancer weight of the nodes on this host."""
     count: int | None = Field(default=None, ge=1, le=MAX_FAKE_HOSTS, strict=True)
     """Fake hosts only: how many numbered hosts this table stands for."""
