@@ -65,10 +65,31 @@ class NodeRecord:
         return dataclasses.replace(self, **changes)
 
     @property
-    def index(self) -> int:
-        """The number in the node's id (web-12 -> 12), for ordering by age."""
-        tail = self.id.rsplit("-", 1)[-1]
-        return int(tail) if tail.isdigit() else 0
+    def slot(self) -> int:
+        """The slot number in the node's id (web-3 and web-3.2 -> 3)."""
+        return parse_node_id(self.id)[1]
+
+    @property
+    def generation(self) -> int:
+        """Which replacement of its slot the node is (web-3 -> 1, web-3.2 -> 2)."""
+        return parse_node_id(self.id)[2]
+
+
+def node_id(role: str, slot: int, generation: int = 1) -> str:
+    """A node's name: ``web-3`` for a slot's first node, ``web-3.2`` for the node that
+    replaced it by surge (replace, rollout, migration). Names keep meaning: a fresh farm starts
+    at web-1, a new node takes the lowest free slot (as docker compose numbers replicas), and a
+    replacement shows which node it took over from."""
+    return f"{role}-{slot}" if generation <= 1 else f"{role}-{slot}.{generation}"
+
+
+def parse_node_id(text: str) -> tuple[str, int, int]:
+    """``web-3.2`` -> ("web", 3, 2); a name of another form sorts as slot 0."""
+    role, _, tail = text.rpartition("-")
+    slot, _, generation = tail.partition(".")
+    if not slot.isdigit() or (generation and not generation.isdigit()):
+        return text, 0, 1
+    return role, int(slot), int(generation or 1)
 
 
 @dataclass(frozen=True)
@@ -79,7 +100,16 @@ class RoleState:
     wanted: int | None = None      # set by `farmhand scale` (or autoscaling); None: the file's
     failures: int = 0              # nodes that failed soon after starting, in a row
     backoff_until: float = 0.0
-    next_index: int = 1
+    failed_at: float = 0.0
+    """When the last early failure was counted: nodes started before it that fail too failed
+    together with it (one cause), and do not double the wait again."""
+    wanted_by: str = "file"        # who set ``wanted``: "scale" or "autoscaler" ("file": unset)
+    file_bounds: str = ""
+    """The file's count/min/max when ``wanted`` was set: once the file says otherwise, the
+    edited file wins (see ``count_source``)."""
+
+    def replace(self, **changes: Any) -> RoleState:
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass(frozen=True)

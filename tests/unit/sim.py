@@ -78,8 +78,8 @@ class Sim:
                     del self.nodes[node.id]
             case a.SetRole():
                 old = self.roles.get(action.role, RoleState(action.role))
-                self.roles[action.role] = RoleState(action.role, old.wanted, action.failures, action.backoff_until,
-                                                    action.next_index)
+                self.roles[action.role] = old.replace(failures=action.failures, backoff_until=action.backoff_until,
+                                                      failed_at=action.failed_at)
             case a.Note():
                 pass
 
@@ -106,6 +106,11 @@ class Sim:
             if not self.tick():
                 return
         raise AssertionError("the farm did not settle")
+
+    def scaled(self, role: str, count: int) -> None:
+        """As `farmhand scale` records it: the count, by hand, against the file's bounds."""
+        self.roles[role] = self.roles.get(role, RoleState(role)).replace(
+            wanted=count, wanted_by="scale", file_bounds=self.spec.roles[role].bounds)
 
     def by_state(self, state: NodeState, role: str = "web") -> list[NodeRecord]:
         return [n for n in self.nodes.values() if n.role == role and n.state == state]

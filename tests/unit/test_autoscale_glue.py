@@ -99,6 +99,7 @@ max = 6
 lb = { listen = "127.0.0.1:9000" }
 [roles.web.autoscale]
 scale_up_stabilization = "2s"
+window = "0s"  # each sample as read: these tests follow single samples through the glue
 target = [{ metric = "requests_per_s", value = 100 }]
 """
 
@@ -199,7 +200,7 @@ async def test_odd_answers_from_a_balancer_leave_metrics_out(rig: Any, answer: d
 async def test_an_overload_reaches_the_controller_with_its_reason_after_the_up_window(rig: Any) -> None:
     r: Rig = rig()
     r.serve(1)
-    r.ctx.store.put_role(RoleState("web", wanted=1))
+    r.ctx.store.put_role(RoleState("web", wanted=1, wanted_by="scale", file_bounds="min=1,max=6"))
     r.lb(0)
     await r.sample()  # the engine's own figure: 1 req/s
     r.lb(300)
@@ -214,7 +215,7 @@ async def test_an_overload_reaches_the_controller_with_its_reason_after_the_up_w
 async def test_a_silent_balancer_is_no_reason_to_scale_in(rig: Any) -> None:
     r: Rig = rig(FARM.replace('"2s"', '"0s"\nscale_down_stabilization = "0s"'))
     r.serve(3)
-    r.ctx.store.put_role(RoleState("web", wanted=3))
+    r.ctx.store.put_role(RoleState("web", wanted=3, wanted_by="scale", file_bounds="min=1,max=6"))
     r.lb(0, requests_per_s=300.0)
     await r.sample()
     r.balancer.fail = True

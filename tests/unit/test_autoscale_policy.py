@@ -29,7 +29,10 @@ WEDNESDAY_NOON = datetime(2026, 11, 25, 12, 0)
 
 
 def rules(**settings: Any) -> AutoscaleSpec:
+    """Policies that read each sample as it is (``window = "0s"``), so the stabilization
+    tests see exactly the values they feed; smoothing has tests of its own."""
     settings.setdefault("target", [{"metric": "requests_per_s", "value": 100}])
+    settings.setdefault("window", "0s")
     return AutoscaleSpec.model_validate(settings)
 
 
@@ -323,3 +326,30 @@ def test_a_threshold_crossed_once_moves_the_count_one_way(before: float, after: 
 def test_a_proposal_under_min_is_kept_at_min_and_says_so() -> None:
     role = settled(rules(scale_down_stabilization="0s"), count=4, lower=2)
     assert role.load(50).reason == "web 4 -> 2: 12.5 req/s per node < target 100 (wants 1, kept at min 2)"
+
+
+# smoothing --------------------------------------------------------------------------------
+
+NOISY_150 = (64, 178, 150, 120, 178, 170, 96, 160, 178, 140, 130, 178, 150, 110, 166, 178)
+"""A steady 150 req/s as a loaded two-core machine measures it: swinging from 64 to 178."""
+
+
+def test_a_steady_threefold_load_that_swings_settles_at_three_and_never_overshoots() -> None:
+    role = settled(rules(target=[{"metric": "requests_per_s", "value": 50}], window="5s"), count=1)
+    counts = [role.load(total).wanted for _ in range(8) for total in NOISY_150]
+    assert max(counts) == 3, "peaks of 178 req/s must not ask for a fourth node"
+    assert counts[-40:] == [3] * 40
+
+
+def test_without_a_window_the_same_load_overshoots() -> None:
+    """The reason for the window: read sample by sample, the peaks ask for 4 nodes."""
+    role = settled(rules(target=[{"metric": "requests_per_s", "value": 50}], window="0s"), count=1)
+    counts = [role.load(total).wanted for _ in range(8) for total in NOISY_150]
+    assert max(counts) == 4
+
+
+def test_a_step_in_load_still_scales_up_through_the_window() -> None:
+    role = settled(rules(window="5s"), count=1)
+    role.history["requests_per_s"] = [(float(t), 0.0) for t in range(-10, 0)]
+    counts = [role.load(400).wanted for _ in range(10)]
+    assert counts[-1] == 4 and counts.index(4) <= 6

@@ -11,7 +11,7 @@ import pytest
 
 from farmhand.controller.decide import actions as a
 from farmhand.controller.decide.observed import World
-from farmhand.records import NodeState, RoleState
+from farmhand.records import NodeState
 from tests.unit.sim import Sim
 
 
@@ -41,10 +41,10 @@ def farm(victims: str | None) -> str:
 
 def scaled_in(victims: str | None, load: dict[str, float] | None = None) -> list[str]:
     sim = LoadSim.of(farm(victims), lb_roles=frozenset({"web"}))
-    sim.roles["web"] = RoleState("web", wanted=4)
+    sim.scaled("web", 4)
     sim.settle()
     sim.load = load or {}
-    sim.roles["web"] = RoleState("web", wanted=2, next_index=sim.roles["web"].next_index)
+    sim.scaled("web", 2)
     actions = sim.tick()
     assert not [x for x in actions if isinstance(x, a.StopNode)], "nodes of a balanced role drain first"
     return [x.node_id for x in actions if isinstance(x, a.DrainNode)]
@@ -63,10 +63,10 @@ def test_victims_follow_the_rule(victims: str | None, load: dict[str, float] | N
 
 def test_a_node_not_yet_ready_still_goes_first_whatever_the_rule() -> None:
     sim = LoadSim.of(farm("least-loaded"), lb_roles=frozenset({"web"}))
-    sim.roles["web"] = RoleState("web", wanted=3)
+    sim.scaled("web", 3)
     sim.settle()
     sim.nodes["web-1"] = sim.nodes["web-1"].replace(state=NodeState.STARTING)
     sim.load = {"web-1": 50, "web-2": 0, "web-3": 50}
-    sim.roles["web"] = RoleState("web", wanted=1, next_index=4)
+    sim.scaled("web", 1)
     drained = [x.node_id for x in sim.tick() if isinstance(x, a.DrainNode)]
     assert drained == ["web-1", "web-2"], "the starting one, then the least loaded"

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from farmhand.controller.decide import actions as a
 from farmhand.controller.decide.observed import NodeSeen
+from farmhand.controller.decide.reconcile import wanted_count
 from farmhand.records import Health, Mark, NodeState, RoleState
 from tests.unit.sim import Sim
 
@@ -32,7 +33,7 @@ def test_an_empty_farm_creates_and_starts_every_node() -> None:
     actions = sim.tick()
     assert [type(x) for x in actions[:6]] == [a.CreateNode, a.StartNode] * 3
     assert sorted(sim.nodes) == ["web-1", "web-2", "web-3"]
-    assert actions[-1] == a.SetRole("web", 0, 0.0, 4)
+    assert len(actions) == 6, "names need no stored counter: nothing else to write"
 
 
 def test_a_starting_node_is_running_only_once_healthy() -> None:
@@ -107,7 +108,7 @@ def test_an_unhealthy_node_is_stopped_then_restarted_in_its_slot() -> None:
 def test_a_node_that_ignores_its_stop_signal_is_killed_after_the_grace() -> None:
     sim = Sim.of(farm(1, extra='stop_grace = "5s"'))
     sim.settle()
-    sim.roles["web"] = RoleState("web", wanted=0, next_index=2)
+    sim.scaled("web", 0)
     sim.tick()
     assert sim.nodes["web-1"].state == NodeState.STOPPING
     sim.now += 4.9
@@ -119,7 +120,7 @@ def test_a_node_that_ignores_its_stop_signal_is_killed_after_the_grace() -> None
 def test_scale_in_drains_first_when_the_role_has_a_load_balancer() -> None:
     sim = Sim.of(farm(3, extra='lb = { listen = "127.0.0.1:9000" }'), lb_roles=frozenset({"web"}))
     sim.settle()
-    sim.roles["web"] = RoleState("web", wanted=1, next_index=4)
+    sim.scaled("web", 1)
     actions = sim.tick()
     assert [x.node_id for x in actions if isinstance(x, a.DrainNode)] == ["web-3", "web-2"], "newest first"
     sim.seen["web-3"] = NodeSeen(alive=True, in_flight=2)
@@ -131,7 +132,7 @@ def test_scale_in_drains_first_when_the_role_has_a_load_balancer() -> None:
 def test_drain_timeout_stops_a_node_with_requests_still_open() -> None:
     sim = Sim.of(farm(1, extra='lb = { listen = "127.0.0.1:9000", drain_timeout = "3s" }'), lb_roles=frozenset({"web"}))
     sim.settle()
-    sim.roles["web"] = RoleState("web", wanted=0, next_index=2)
+    sim.scaled("web", 0)
     sim.tick()
     sim.seen["web-1"] = NodeSeen(alive=True, in_flight=5)
     sim.now += 3
@@ -161,9 +162,9 @@ def test_replace_marks_start_a_new_node_before_the_old_one_goes() -> None:
     sim.settle()
     sim.nodes["web-1"] = sim.nodes["web-1"].replace(mark=Mark.REPLACE)
     actions = sim.tick()
-    assert [type(x) for x in actions] == [a.CreateNode, a.StartNode, a.SetRole]
+    assert [type(x) for x in actions] == [a.CreateNode, a.StartNode]
     sim.settle()
-    assert sorted(sim.nodes) == ["web-2", "web-3"]
+    assert sorted(sim.nodes) == ["web-1.2", "web-2"], "the replacement keeps web-1's slot, one generation on"
 
 
 def test_a_removed_role_is_stopped_and_a_shutdown_stops_everything() -> None:
@@ -193,7 +194,8 @@ def test_spread_places_nodes_evenly_and_respects_capacity() -> None:
 
 def test_a_node_that_cannot_be_placed_is_reported_not_created() -> None:
     hosts = '[hosts.a]\ndriver = "local"\ncapacity = { nodes = 1 }\n'
-    sim = Sim.of(farm(2, hosts=hosts))
+    sim = Sim.of(farm(1, hosts=hosts))
+    sim.scaled("web", 2)
     actions = sim.tick()
     notes = [x for x in actions if isinstance(x, a.Note) and x.kind == "node.unplaceable"]
     assert len(sim.nodes) == 1 and notes and "a is full (1 nodes)" in notes[0].message
@@ -211,7 +213,7 @@ def test_the_farm_settles_at_the_wanted_count_within_bounds(count: int, wanted: 
     text = farm(count).replace(f"count = {count}\n", "" if use_bounds else f"count = {count}\n") + ""
     text = text.replace("[roles.web]\n", f"[roles.web]\n{extra}\n")
     sim = Sim.of(text)
-    sim.roles["web"] = RoleState("web", wanted=wanted)
+    sim.scaled("web", wanted)
     sim.settle(ticks=200)
     role = sim.spec.roles["web"]
     expected = role.clamp(wanted if wanted is not None else role.initial_count)
@@ -238,18 +240,15 @@ def test_any_story_of_failures_ends_with_a_settled_current_farm(story: list[str]
             sim.all_healthy()
             sim.stopped_ones_exit()
         elif event == "scale":
-            sim.roles["web"] = RoleState("web", (step % 4) + 1, *[getattr(sim.roles.get("web", RoleState("web")), f)
-                                                               for f in ("failures", "backoff_until", "next_index")])
+            sim.scaled("web", (step % 4) + 1)
         elif event == "change":
             sim.spec = Sim.of(farm(count).replace("app --port", f"{versions[step % 3]} --port")).spec
         sim.now += 0.5
         sim.tick()
         active = [n for n in sim.nodes.values() if n.state != NodeState.STOPPING and n.state != NodeState.DRAINING]
-        wanted = sim.roles.get("web", RoleState("web")).wanted
-        assert len(active) <= max(wanted or count, count if wanted is None else 0) + 1
+        assert len(active) <= wanted_count(sim.spec.roles["web"], sim.roles.get("web", RoleState("web"))) + 1
     sim.now += 100
     sim.settle(ticks=300)
     role = sim.spec.roles["web"]
-    wanted = sim.roles.get("web", RoleState("web")).wanted
-    assert len(sim.nodes) == role.clamp(wanted if wanted is not None else role.initial_count)
+    assert len(sim.nodes) == wanted_count(role, sim.roles.get("web", RoleState("web")))
     assert all(n.fingerprint == role.fingerprint() and n.state == NodeState.RUNNING for n in sim.nodes.values())

@@ -18,14 +18,15 @@ def test_nodes_roles_events_and_meta_survive_a_reopen(tmp_path: Path) -> None:
     node = NodeRecord("web-1", "web", "local", NodeState.STOPPING, "abc", 1.0, 2.0, port=8000, pid=42,
                       started_at=1.5, restarts=2, mark=Mark.REPLACE, on_stop=OnStop.RESTART, killed=True, reason="r")
     store.put_node(node)
-    store.put_role(RoleState("web", wanted=4, failures=1, backoff_until=9.0, next_index=7))
+    store.put_role(RoleState("web", wanted=4, failures=1, backoff_until=9.0, failed_at=8.0, wanted_by="scale",
+                             file_bounds="count=3"))
     first = store.add_event(Event(1.0, "node.created", "web-1 created", "web", "web-1"))
     store.add_event(Event(2.0, "node.started", "web-1 started", "web", "web-1"))
     store.set_meta("k", "v")
     store.close()
     again = SqliteStore(path)
     assert again.nodes() == [node] and again.node("web-1") == node
-    assert again.roles() == {"web": RoleState("web", 4, 1, 9.0, 7)}
+    assert again.roles() == {"web": RoleState("web", 4, 1, 9.0, 8.0, "scale", "count=3")}
     assert [e.kind for e in again.events()] == ["node.created", "node.started"]
     assert [e.kind for e in again.events(after=first.seq or 0)] == ["node.started"]
     assert [e.kind for e in again.events(limit=1)] == ["node.started"], "the newest when limited"
@@ -71,3 +72,17 @@ def test_data_plane_folders_stay_short_enough_for_unix_sockets(tmp_path: Path) -
     assert len(str(folder / "admin.sock")) <= SOCKET_PATH_ROOM
     assert (deep_state / "lb" / "web").resolve() == folder, "linked from the state folder, so its logs are found"
     assert runtime_dir(deep_state, "lb/web", "admin.sock") == folder, "the same folder every time"
+
+
+def test_a_database_from_before_count_sources_gets_the_new_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as old:
+        old.execute("CREATE TABLE roles (name TEXT PRIMARY KEY, wanted INTEGER, failures INTEGER NOT NULL DEFAULT 0, "
+                    "backoff_until REAL NOT NULL DEFAULT 0, next_index INTEGER NOT NULL DEFAULT 1)")
+        old.execute("INSERT INTO roles VALUES ('web', 5, 1, 3.0, 9)")
+    store = SqliteStore(path)
+    assert store.roles() == {"web": RoleState("web", 5, 1, 3.0, 0.0, "file", "")}
+    store.put_role(RoleState("web", 2, wanted_by="scale", file_bounds="count=3"))
+    assert store.roles()["web"].wanted_by == "scale"

@@ -3,7 +3,10 @@ so a controller that dies between the two finds the intent and finishes the job.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import Awaitable
 
 from farmhand.controller.context import FarmContext
 from farmhand.controller.decide import actions as a
@@ -15,11 +18,13 @@ from farmhand.units import format_duration
 
 log = logging.getLogger(__name__)
 REPEATED_EVERY_TICK = frozenset({"node.unplaceable"})
+BACKGROUND_TIMEOUT = 30.0
 
 
 class Actor:
     def __init__(self, ctx: FarmContext) -> None:
         self.ctx = ctx
+        self._background_tasks: set[asyncio.Future[None]] = set()
         self._last_note: dict[tuple[str, str | None], str] = {}
         """The last note of each kind per role: a node that cannot be placed is decided
         again every tick, but said once until something changes."""
@@ -73,8 +78,8 @@ class Actor:
                 self._gone(action, now)
             case a.SetRole():
                 current = ctx.store.roles().get(action.role, RoleState(action.role))
-                ctx.store.put_role(RoleState(action.role, current.wanted, action.failures, action.backoff_until,
-                                             action.next_index))
+                ctx.store.put_role(current.replace(failures=action.failures, backoff_until=action.backoff_until,
+                                                   failed_at=action.failed_at))
             case a.Note():
                 key = (action.kind, action.role)
                 if action.kind not in REPEATED_EVERY_TICK or self._last_note.get(key) != action.message:
@@ -138,7 +143,7 @@ class Actor:
         role_state = ctx.store.roles().get(node.role, RoleState(node.role))
         failures = role_state.failures + 1
         delay = backoff_delay(failures, ctx.spec.farm.restart_backoff, ctx.spec.farm.restart_backoff_max)
-        ctx.store.put_role(RoleState(node.role, role_state.wanted, failures, now + delay, role_state.next_index))
+        ctx.store.put_role(role_state.replace(failures=failures, backoff_until=now + delay, failed_at=now))
         ctx.events.add("node.start_failed", f"{node.id} could not start: {reason}; next try in {format_duration(delay)}",
                        node.role, node.id)
 
@@ -160,10 +165,33 @@ class Actor:
         await self._signal(node, role.stop_signal if role else "TERM")
 
     async def _signal(self, node: NodeRecord, signame: str) -> None:
+        """Signal a node; on a host that does not answer, in the background, so a lost host
+        never holds up the tick that declares it down and places its nodes elsewhere."""
         driver = self.ctx.drivers.get(node.host)
         if driver is None or node.pid is None:
             return
-        await driver.signal(RunningNode(node.id, node.pid, node.started_at or 0.0), signame)
+        call = driver.signal(RunningNode(node.id, node.pid, node.started_at or 0.0), signame)
+        status = self.ctx.hosts.get(node.host)
+        if status is None or status.state == "up":
+            await call
+            return
+        task = asyncio.ensure_future(self._background(call, f"{signame} to {node.id} on {node.host}"))
+        self._background_tasks.add(task)
+        task.add_done_callback(self._background_tasks.discard)
+
+    async def _background(self, call: Awaitable[None], what: str) -> None:
+        try:
+            async with asyncio.timeout(BACKGROUND_TIMEOUT):
+                await call
+        except (FarmhandError, TimeoutError, OSError) as error:
+            log.info("%s failed: %s", what, error or "timeout")
+
+    async def close(self) -> None:
+        for task in list(self._background_tasks):
+            task.cancel()
+        for task in list(self._background_tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
     def _gone(self, action: a.NodeGone, now: float) -> None:
         ctx = self.ctx

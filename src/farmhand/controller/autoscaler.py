@@ -154,7 +154,8 @@ class Autoscaler:
         if latest is None or now - latest.t > self._max_age(spec, metric):
             return None  # stale: a source that stopped answering has no opinion
         longest = max((rule.for_ for rule in spec.threshold if rule.metric == metric), default=0.0)
-        history = self.window.history(role, metric, now - longest - 2 * spec.interval) if longest else ()
+        span = max(longest + 2 * spec.interval if longest else 0.0, spec.window)
+        history = self.window.history(role, metric, now - span) if span else ()
         return Reading(latest.value, latest.nodes, history)
 
     def _max_age(self, spec: AutoscaleSpec | None = None, metric: str | None = None) -> float:

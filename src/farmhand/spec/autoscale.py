@@ -151,6 +151,9 @@ class AutoscaleSpec(_Strict):
     scale_down_stabilization: Duration = Field(default=60.0, ge=0)
     """A lower count is applied once every recommendation for this long allowed it: no
     scale-in followed straight by a scale-out (flapping)."""
+    window: Duration = Field(default=5.0, ge=0)
+    """Target policies read the mean of this long's samples, not the last one: a rate that
+    swings by half around a steady load asks for the steady count, not for its peaks."""
     max_growth: int = Field(default=4, ge=1)
     max_growth_percent: float = Field(default=100.0, ge=0)
     """One step adds at most max(max_growth, current x max_growth_percent / 100) nodes."""

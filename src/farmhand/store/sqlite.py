@@ -24,7 +24,8 @@ CREATE TABLE IF NOT EXISTS nodes (
 );
 CREATE TABLE IF NOT EXISTS roles (
     name TEXT PRIMARY KEY, wanted INTEGER, failures INTEGER NOT NULL DEFAULT 0,
-    backoff_until REAL NOT NULL DEFAULT 0, next_index INTEGER NOT NULL DEFAULT 1
+    backoff_until REAL NOT NULL DEFAULT 0, failed_at REAL NOT NULL DEFAULT 0,
+    wanted_by TEXT NOT NULL DEFAULT 'file', file_bounds TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, kind TEXT NOT NULL,
@@ -32,6 +33,10 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+ROLE_COLUMNS = ("name", "wanted", "failures", "backoff_until", "failed_at", "wanted_by", "file_bounds")
+ADDED_COLUMNS = {"roles": {"failed_at": "REAL NOT NULL DEFAULT 0", "wanted_by": "TEXT NOT NULL DEFAULT 'file'",
+                           "file_bounds": "TEXT NOT NULL DEFAULT ''"}}
+"""Columns newer than the first schema: a farm's existing database gets them on open."""
 NODE_COLUMNS = ("id", "role", "host", "state", "fingerprint", "created_at", "state_since", "port",
                 "pid", "started_at", "restarts", "mark", "on_stop", "killed", "reason", "move_to")
 
@@ -43,8 +48,16 @@ class SqliteStore(Store):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
+            self._add_missing_columns()
         except sqlite3.Error as error:
             raise StateError(f"cannot open the farm's database {path}: {error}") from error
+
+    def _add_missing_columns(self) -> None:
+        for table, columns in ADDED_COLUMNS.items():
+            present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for column, kind in columns.items():
+                if column not in present:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def __repr__(self) -> str:
         count = self._db.execute("SELECT count(*) FROM nodes").fetchone()[0]
@@ -69,14 +82,13 @@ class SqliteStore(Store):
         self._db.execute("DELETE FROM nodes WHERE id = ?", (node_id,))
 
     def roles(self) -> dict[str, RoleState]:
-        rows = self._db.execute("SELECT name, wanted, failures, backoff_until, next_index FROM roles")
-        return {row[0]: RoleState(*row) for row in rows}
+        rows = self._db.execute(f"SELECT {', '.join(ROLE_COLUMNS)} FROM roles")
+        return {row[0]: RoleState(**dict(zip(ROLE_COLUMNS, row, strict=True))) for row in rows}
 
     def put_role(self, role: RoleState) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO roles (name, wanted, failures, backoff_until, next_index) VALUES (?, ?, ?, ?, ?)",
-            (role.name, role.wanted, role.failures, role.backoff_until, role.next_index),
-        )
+        values = tuple(getattr(role, column) for column in ROLE_COLUMNS)
+        placeholders = ", ".join("?" for _ in ROLE_COLUMNS)
+        self._db.execute(f"INSERT OR REPLACE INTO roles ({', '.join(ROLE_COLUMNS)}) VALUES ({placeholders})", values)
 
     def add_event(self, event: Event) -> Event:
         cursor = self._db.execute(

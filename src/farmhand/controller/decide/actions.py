@@ -66,12 +66,12 @@ class NodeGone:
 
 @dataclass(frozen=True)
 class SetRole:
-    """New backoff bookkeeping or id counter for a role."""
+    """New backoff bookkeeping for a role."""
 
     role: str
     failures: int
     backoff_until: float
-    next_index: int
+    failed_at: float
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ have now, with a reason that carries the inputs ("web 2 -> 4: 210 req/s per node
 One decision per metric sample (``decide``), in this order:
 
 1. **Bounds**: the role's min/max, replaced by those of the schedule windows that match now.
-2. **Proposals**: each target policy proposes ceil(nodes x per node / target), or the current
+2. **Proposals**: each target policy proposes ceil(nodes x per node / target), per node taken
+   as the mean over the last ``window`` seconds of samples, or the current
    count while per node stays within the tolerance band; each threshold rule whose condition
    has held long enough proposes the count plus or minus its step. The largest proposal wins;
    with no readings at all the count stays (missing metrics never shrink a role).
@@ -186,6 +187,14 @@ def threshold_proposal(policy: ThresholdPolicy, info: MetricInfo, reading: Readi
     return None
 
 
+def smoothed(reading: Reading, now: float, window: float) -> Reading:
+    """The reading with the mean of its last ``window`` seconds of samples as its value."""
+    recent = [value for t, value in reading.history if now - t <= window + EPSILON]
+    if not recent or window <= 0:
+        return reading
+    return Reading(sum(recent) / len(recent), reading.nodes, reading.history)
+
+
 def number(value: float) -> str:
     """Short for people: 210, 12.5, 0.333."""
     return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
@@ -196,7 +205,8 @@ def _proposals(s: Situation, memory: Memory) -> list[Proposal | None]:
     for target in s.spec.target:
         reading = s.readings.get(target.metric)
         if reading is not None:
-            found.append(target_proposal(target, s.spec.metric_info(target.metric), reading, s.current))
+            smooth = smoothed(reading, s.now, s.spec.window)
+            found.append(target_proposal(target, s.spec.metric_info(target.metric), smooth, s.current))
     for rule in s.spec.threshold:
         reading = s.readings.get(rule.metric)
         if reading is not None:

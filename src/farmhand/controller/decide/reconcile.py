@@ -13,7 +13,12 @@ Per role, in two phases (the Ray autoscaler's shape):
    at a time with one extra node: the new node is healthy before an old one leaves, so
    healthy nodes never drop below ``wanted`` during a rollout.
 
-Retiring a node of a role with a load balancer drains it first.
+Retiring a node of a role with a load balancer drains it first. A tick creates at most
+``MAX_CREATES_PER_TICK`` nodes per role (a ReplicaSet's burst), so the work of one tick stays
+bounded whatever count was asked for; the next tick, a moment later, goes on.
+
+Node names keep meaning (``records.node_id``): a new node takes the lowest free slot, and a
+surge replacement keeps its slot with the next generation (web-3 -> web-3.2).
 """
 
 from __future__ import annotations
@@ -36,12 +41,22 @@ from farmhand.controller.decide.actions import (
 )
 from farmhand.controller.decide.backoff import backoff_delay
 from farmhand.controller.decide.observed import NodeSeen, World
-from farmhand.controller.decide.placement import place
-from farmhand.records import ACTIVE_STATES, Health, Mark, NodeRecord, NodeState, OnStop, RoleState
+from farmhand.controller.decide.placement import place_many
+from farmhand.records import (
+    ACTIVE_STATES,
+    Health,
+    Mark,
+    NodeRecord,
+    NodeState,
+    OnStop,
+    RoleState,
+    node_id,
+)
 from farmhand.spec.models import FarmSpec, RoleSpec
 from farmhand.units import format_duration
 
 GONE = NodeSeen(alive=False)
+MAX_CREATES_PER_TICK = 500
 STATE_ORDER = {NodeState.PENDING: 0, NodeState.STARTING: 1, NodeState.RUNNING: 2}
 
 
@@ -59,8 +74,23 @@ def reconcile(spec: FarmSpec, nodes: Iterable[NodeRecord], roles: dict[str, Role
 
 
 def wanted_count(role: RoleSpec, state: RoleState) -> int:
-    """How many nodes a role should have now: the last scale command, else the file."""
-    return role.clamp(state.wanted if state.wanted is not None else role.initial_count)
+    """How many nodes a role should have now: the last scale command (or autoscaling
+    decision) while the file still says what it said then, else the file."""
+    if count_source(role, state) == "file":
+        return role.initial_count
+    assert state.wanted is not None
+    return role.clamp(state.wanted)
+
+
+def count_source(role: RoleSpec, state: RoleState) -> str:
+    """Who the role's count comes from: "file", "scale" or "autoscaler".
+
+    A count set by hand or by the autoscaler lives while the file's count/min/max stay what
+    they were when it was set: an edited file always applies (also across a controller restart).
+    """
+    if state.wanted is None or state.file_bounds != role.bounds:
+        return "file"
+    return state.wanted_by
 
 
 class _RolePlanner:
@@ -69,14 +99,15 @@ class _RolePlanner:
         self.spec = spec
         self.name = name
         self.role = spec.roles.get(name)
-        self.nodes = sorted(nodes, key=lambda n: n.index)
+        self.nodes = sorted(nodes, key=lambda n: (n.slot, n.generation))
         self.state = state
         self.world = world
         self.all_nodes = all_nodes
         self.actions: list[Action] = []
         self.failures = state.failures
         self.backoff_until = state.backoff_until
-        self.next_index = state.next_index
+        self.failed_at = state.failed_at
+        self.creates_left = MAX_CREATES_PER_TICK
         self.settled: set[str] = set()
         """Nodes that got an action this tick (so phase 2 leaves them be)."""
 
@@ -90,10 +121,10 @@ class _RolePlanner:
                     self._retire(node, why)
         else:
             self._scale(self.role)
-        if (self.failures, self.backoff_until, self.next_index) != (
-            self.state.failures, self.state.backoff_until, self.state.next_index
+        if (self.failures, self.backoff_until, self.failed_at) != (
+            self.state.failures, self.state.backoff_until, self.state.failed_at
         ):
-            self.actions.append(SetRole(self.name, self.failures, self.backoff_until, self.next_index))
+            self.actions.append(SetRole(self.name, self.failures, self.backoff_until, self.failed_at))
         return self.actions
 
     # phase 1 ---------------------------------------------------------------------------
@@ -112,7 +143,7 @@ class _RolePlanner:
                 self._act(node, StopNode(node.id, f"failed its health check: {seen.health_detail}".rstrip(": "),
                                          OnStop.RESTART, failure=True))
                 if early:
-                    self._count_early_failure()
+                    self._count_early_failure(node)
             elif node.state == NodeState.STARTING and self._is_ready(seen):
                 self._act(node, MarkRunning(node.id))
             elif (node.state == NodeState.RUNNING and self.failures and node.started_at is not None
@@ -146,9 +177,16 @@ class _RolePlanner:
         ))
         self._act(node, NodeFailed(node.id, reason, early))
         if early:
-            self._count_early_failure()
+            self._count_early_failure(node)
 
-    def _count_early_failure(self) -> None:
+    def _count_early_failure(self, node: NodeRecord) -> None:
+        """One more early failure, unless the node was started before the last counted one:
+        nodes that fail together (a bad release, a missing file) share one cause and one wait."""
+        # state_since is on the controller's clock (a process's own start time can be a second
+        # off): the start, or for a running node its readiness, which came after its start
+        if node.state_since < self.failed_at:
+            return
+        self.failed_at = self.world.now
         self.failures += 1
         delay = backoff_delay(self.failures, self.spec.farm.restart_backoff, self.spec.farm.restart_backoff_max)
         self.backoff_until = self.world.now + delay
@@ -178,7 +216,7 @@ class _RolePlanner:
             why = "replace requested" if old.mark == Mark.REPLACE else "the role's command or env changed"
             if old.move_to:
                 why = f"moving it to {old.move_to}"
-            self._create(role, 1, fingerprint, f"replacing {old.id} ({why})", only_host=old.move_to)
+            self._create(role, 1, fingerprint, f"replacing {old.id} ({why})", only_host=old.move_to, successor_of=old)
         surplus = len(slots) - wanted - (1 if outdated else 0)
         retired = 0
         if surplus > 0:
@@ -187,7 +225,7 @@ class _RolePlanner:
                 retired += 1
         elif outdated:
             running = sum(1 for n in slots if n.state == NodeState.RUNNING)
-            old = min(outdated, key=lambda n: (n.state == NodeState.RUNNING, n.move_to is None, n.index))
+            old = min(outdated, key=lambda n: (n.state == NodeState.RUNNING, n.move_to is None, n.created_at, n.slot))
             if old.state != NodeState.RUNNING or running - 1 >= wanted:
                 self._retire(old, f"moved to {old.move_to}" if old.move_to else "replaced by a newer node")
         self._start_pending(slots)
@@ -200,34 +238,51 @@ class _RolePlanner:
                            and a.on_stop == OnStop.REMOVE for a in self.actions)
         return node.on_stop == OnStop.RESTART
 
-    def _victim_rank(self, node: NodeRecord, fingerprint: str) -> tuple[int, int, float, int]:
+    def _victim_rank(self, node: NodeRecord, fingerprint: str) -> tuple[int, int, float, float, int]:
         """Outdated first, then the least ready, then by the role's ``autoscale.victims`` rule
         (newest by default; least-loaded reads ``World.load``, ties going to the newest)."""
         outdated = node.fingerprint != fingerprint or node.mark == Mark.REPLACE
         ready = STATE_ORDER.get(node.state, 0)
         rule = self.role.autoscale.victims if self.role is not None and self.role.autoscale else "newest"
         if rule == "oldest":
-            return (0 if outdated else 1, ready, 0.0, node.index)
+            return (0 if outdated else 1, ready, 0.0, node.created_at, node.slot)
         load = self.world.load.get(node.id, 0.0) if rule == "least-loaded" else 0.0
-        return (0 if outdated else 1, ready, load, -node.index)
+        return (0 if outdated else 1, ready, load, -node.created_at, -node.slot)
 
-    def _create(self, role: RoleSpec, count: int, fingerprint: str, reason: str, only_host: str | None = None) -> None:
-        planned = list(self.all_nodes)
+    def _create(self, role: RoleSpec, count: int, fingerprint: str, reason: str, only_host: str | None = None,
+                successor_of: NodeRecord | None = None) -> None:
+        count = min(count, self.creates_left)
+        if count <= 0:
+            return
         hosts = self.world.hosts
         if only_host is not None:
             hosts = {only_host: hosts[only_host]} if only_host in hosts else {}
-        for _ in range(count):
-            placement = place(self.name, role, hosts, planned)
+        placements = place_many(self.name, role, hosts, self.all_nodes, count)
+        names = self._new_names(len(placements), successor_of)
+        for placement, new_id in zip(placements, names, strict=True):
             if placement.host is None:
                 self.actions.append(Note("node.unplaceable", f"role {self.name}: cannot place a node: {placement.reason}", self.name))
                 return
-            node_id = f"{self.name}-{self.next_index}"
-            self.next_index += 1
-            self.actions.append(CreateNode(node_id, self.name, placement.host, fingerprint, reason))
+            self.creates_left -= 1
+            self.actions.append(CreateNode(new_id, self.name, placement.host, fingerprint, reason))
             if self.world.now >= self.backoff_until:
-                self.actions.append(StartNode(node_id))
-            planned.append(NodeRecord(node_id, self.name, placement.host, NodeState.PENDING, fingerprint,
-                                      self.world.now, self.world.now))
+                self.actions.append(StartNode(new_id))
+            self.all_nodes.append(NodeRecord(new_id, self.name, placement.host, NodeState.PENDING, fingerprint,
+                                             self.world.now, self.world.now))
+
+    def _new_names(self, count: int, successor_of: NodeRecord | None) -> list[str]:
+        """Lowest free slots; a replacement keeps its predecessor's slot, one generation on."""
+        if successor_of is not None:
+            generations = [n.generation for n in self.nodes if n.slot == successor_of.slot]
+            return [node_id(self.name, successor_of.slot, max(generations, default=1) + 1)][:count]
+        used = {n.slot for n in self.nodes} | {n.slot for n in self.all_nodes if n.role == self.name}
+        names: list[str] = []
+        slot = 1
+        while len(names) < count:
+            if slot not in used:
+                names.append(node_id(self.name, slot))
+            slot += 1
+        return names
 
     def _start_pending(self, slots: list[NodeRecord]) -> None:
         for node in slots:
