@@ -11,10 +11,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from farmhand.controller.decide.reconcile import wanted_count
+from farmhand.controller.decide.reconcile import count_source, wanted_count
 from farmhand.controller.loop import Controller
 from farmhand.errors import FarmhandError, RequestError
 from farmhand.records import ACTIVE_STATES, Event, Health, Mark, NodeRecord, NodeState, RoleState
+from farmhand.spec.load import total_capacity
+from farmhand.spec.models import MAX_ROLE_NODES
 
 STATUS_VERSION = 1
 
@@ -35,8 +37,11 @@ async def status(ctl: Controller) -> dict[str, Any]:
             "wanted": wanted_count(role, state),
             "running": sum(1 for n in mine if n.state in (NodeState.STARTING, NodeState.RUNNING) and n.pid),
             "healthy": sum(1 for n in mine if n.state == NodeState.RUNNING),
+            "wanted_by": count_source(role, state),
             "lb": role.lb.listen if role.lb else None,
             "lb_mode": role.lb.mode if role.lb else None,
+            "lb_state": _lb_state(ctl, name, role),
+            "lb_error": ctl.data_plane_error(name),
             "lb_stats": lb_stats.get(name),
             "min": role.lower_bound,
             "max": role.upper_bound,
@@ -82,6 +87,13 @@ def _node_row(ctl: Controller, node: NodeRecord, now: float) -> dict[str, Any]:
     }
 
 
+def _lb_state(ctl: Controller, name: str, role: Any) -> str | None:
+    """"listening" while the role's data plane serves, "broken" while it cannot (see lb_error)."""
+    if role.lb is None:
+        return None
+    return "listening" if name in ctl.ctx.data_planes else "broken"
+
+
 def _autoscale_row(ctl: Controller, role: str) -> dict[str, Any] | None:
     """The last autoscaling decision of a role: bounds in force and why the count is what it is."""
     decision = ctl.autoscaler.decisions.get(role)
@@ -97,6 +109,11 @@ def scale(ctl: Controller, role_name: str, count: int) -> dict[str, Any]:
     if count < role.lower_bound or (role.upper_bound is not None and count > role.upper_bound):
         bounds = f"{role.lower_bound}..{role.upper_bound if role.upper_bound is not None else ''}"
         raise RequestError(f"role {role_name} must stay within min/max ({bounds}); {count} is outside", "count")
+    if count > MAX_ROLE_NODES:
+        raise RequestError(f"{count} is more nodes than one role may have (at most {MAX_ROLE_NODES})", "count")
+    capacity = total_capacity(ctl.spec)
+    if capacity is not None and count > capacity:
+        raise RequestError(f"{count} nodes do not fit: the hosts hold at most {capacity} (capacity.nodes)", "count")
     before, after = ctl.scale(role_name, count)
     return {"role": role_name, "before": before, "after": after}
 
@@ -220,11 +237,15 @@ async def read_log(ctl: Controller, node_id: str, offset: int = 0) -> bytes:
     node = ctl.ctx.store.node(node_id)
     if node is not None:
         driver = ctl.ctx.drivers.get(node.host)
-    else:
-        driver = next((d for d in ctl.ctx.drivers.values() if d.kind == "local"), None)
-    if driver is None:
-        raise RequestError(f"no node {node_id} (see `farmhand status`)", "node", 404)
-    return await driver.read_log(node_id, offset)
+        if driver is None:
+            raise RequestError(f"node {node_id} is on host {node.host}, which the farm no longer has", "node", 404)
+        return await driver.read_log(node_id, offset)
+    # a stopped node: its log stays where it ran (this machine's, for local hosts)
+    for driver in ctl.ctx.drivers.values():
+        if driver.kind == "local" and await driver.read_log(node_id, 0, 1):
+            return await driver.read_log(node_id, offset)
+    known = ", ".join(n.id for n in ctl.ctx.store.nodes()) or "none"
+    raise RequestError(f"no node {node_id!r} and no log of one (nodes: {known})", "node", 404)
 
 
 def _role(ctl: Controller, name: str) -> Any:

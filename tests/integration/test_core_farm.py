@@ -78,7 +78,7 @@ def test_a_node_that_exits_is_replaced_and_the_event_says_why(make_farm: FarmMak
 
     def restarted() -> dict | None:
         node = next(n for n in farm.nodes("web") if n["id"] == victim["id"])
-        return node if node["restarts"] == 1 and node["state"] == "running" and node["pid"] != victim["pid"] else None
+        return node if node["restarts"] >= 1 and node["state"] == "running" and node["pid"] != victim["pid"] else None
 
     wait_for(restarted, 30, "the crashed node to run again")
     failed = [e for e in farm.events() if e["kind"] == "node.failed" and e["node"] == victim["id"]]
@@ -93,7 +93,8 @@ def test_a_node_failing_its_health_check_is_replaced(make_farm: FarmMaker) -> No
     wait_for(lambda: any(e["kind"] == "node.unhealthy" and e["node"] == victim["id"] for e in farm.events()),
              30, "the unhealthy event")
     (farm.folder / f"sick-{victim['id']}").unlink()
-    wait_for(lambda: any(n["id"] == victim["id"] and n["restarts"] == 1 and n["state"] == "running"
+    # at least one restart, then healthy: under load the new process may fail a check too
+    wait_for(lambda: any(n["id"] == victim["id"] and n["restarts"] >= 1 and n["state"] == "running"
                          for n in farm.nodes("web")), 30, "the sick node to be restarted and healthy")
     unhealthy = next(e for e in farm.events() if e["kind"] == "node.unhealthy")
     assert "503" in unhealthy["message"]
@@ -139,7 +140,7 @@ def test_kill_9_of_the_controller_leaves_nodes_serving_and_up_adopts_them(make_f
     # and it goes on healing
     victim = farm.nodes("web")[0]
     os.kill(victim["pid"], signal.SIGKILL)
-    wait_for(lambda: any(n["id"] == victim["id"] and n["restarts"] == 1 and n["state"] == "running"
+    wait_for(lambda: any(n["id"] == victim["id"] and n["restarts"] >= 1 and n["state"] == "running"
                          for n in farm.nodes("web")), 30, "the killed node to be restarted")
 
 
@@ -199,8 +200,8 @@ def test_scale_stop_replace_and_down(make_farm: FarmMaker) -> None:
     farm.cli("stop", "web-1")
     wait_for(lambda: {n["id"] for n in farm.nodes("web")} == {"web-2", "web-3"}, 30, "web-1 to stop for good")
     farm.cli("replace", "web-2")
-    wait_for(lambda: {n["id"] for n in farm.ready_nodes("web")} == {"web-3", "web-4"}
-             and len(farm.nodes("web")) == 2, 30, "web-2 to be replaced by web-4")
+    wait_for(lambda: {n["id"] for n in farm.ready_nodes("web")} == {"web-3", "web-2.2"}
+             and len(farm.nodes("web")) == 2, 30, "web-2 to be replaced by web-2.2")
     bad = farm.cli("scale", "nope", "2", check=False)
     assert bad.returncode == 1 and "no role 'nope'" in bad.stderr
     log = farm.cli("logs", "web-3").stdout
@@ -262,11 +263,14 @@ def test_events_and_logs_follow(make_farm: FarmMaker) -> None:
 
 
 def test_a_node_that_cannot_be_placed_is_reported_once(make_farm: FarmMaker) -> None:
-    farm = make_farm(web_farm(count=2, extra="[hosts.local]\ndriver = \"local\"\ncapacity = { nodes = 1 }"))
-    farm.cli("up", "--detach", "--timeout", "5", check=False)
-    wait_for(lambda: len(farm.ready_nodes("web")) == 1, 30, "the one node that fits")
-    farm.cli("scale", "web", "3")
-    wait_for(lambda: any(e["kind"] == "role.scaled" for e in farm.events()), 10, "the scale event")
+    hosts = ('[hosts.a]\ndriver = "local"\ncapacity = { nodes = 1 }\n'
+             '[hosts.b]\ndriver = "local"\ncapacity = { nodes = 1 }')
+    farm = make_farm(web_farm(count=2, extra=hosts))
+    farm.up()
+    farm.cli("drain-host", "a")  # its node has nowhere to go: b is full
+    wait_for(lambda: any(e["kind"] == "node.unplaceable" for e in farm.events()), 20, "the unplaceable note")
     wait_for(lambda: farm.status()["time"] > farm.events()[-1]["ts"] + 2, 30, "two seconds of ticks")
     notes = [e for e in farm.events() if e["kind"] == "node.unplaceable"]
-    assert len(notes) == 1 and "local is full (1 nodes)" in notes[0]["message"]
+    assert len(notes) == 1 and "b is full (1 nodes)" in notes[0]["message"] and "a is drained" in notes[0]["message"]
+    refused = farm.cli("scale", "web", "3", check=False)
+    assert refused.returncode == 1 and "3 nodes do not fit: the hosts hold at most 2" in refused.stderr

@@ -14,6 +14,8 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +23,14 @@ from farmhand.clock import Clock, WallClock
 from farmhand.controller.act import Actor
 from farmhand.controller.autoscaler import Autoscaler
 from farmhand.controller.context import FarmContext, HostStatus
-from farmhand.controller.decide.reconcile import reconcile
+from farmhand.controller.decide.reconcile import reconcile, wanted_count
 from farmhand.controller.events import EventLog
 from farmhand.controller.health import CheckTarget, HealthMonitor
 from farmhand.controller.observe import observe
 from farmhand.dataplane import Backend, DataPlane
 from farmhand.drivers import make_driver
-from farmhand.errors import FarmhandError
+from farmhand.drivers.base import Driver
+from farmhand.errors import FarmhandError, LbError
 from farmhand.records import Mark, NodeState, RoleState
 from farmhand.spec import load_farm
 from farmhand.spec.models import FarmSpec, RoleSpec
@@ -69,12 +72,37 @@ class Controller:
         self._wake.set()
 
     async def start(self) -> None:
-        """Connect to the hosts and the data planes that already run (adopting them)."""
+        """Connect to the hosts and the data planes that already run (adopting them).
+
+        A load balancer that cannot listen fails the start (``LbError``) before any node is
+        started, so `farmhand up` says why instead of reporting a farm that cannot be reached.
+        """
         for name in json.loads(self.ctx.store.get_meta("drained_hosts") or "[]"):
             self.ctx.hosts.setdefault(name, HostStatus()).drained = True
-        self._make_drivers(self.spec)
-        await self._ensure_data_planes(self.spec)
+        self._note_previous_controller()
+        self.ctx.drivers.update(self._make_drivers(self.spec, {}))
+        try:
+            for name, role in self.spec.roles.items():
+                if role.lb is not None:
+                    await self._start_data_plane(name, role)
+        except FarmhandError:
+            await self._close_drivers()
+            raise
+        self._forget_overridden_counts(self.spec)
+        self.ctx.store.set_meta("controller", json.dumps({"pid": os.getpid(), "started": self.ctx.clock.now()}))
         self.ctx.events.add("controller.started", f"controller started for farm {self.spec.name}")
+
+    def _note_previous_controller(self) -> None:
+        """A controller that was killed leaves its mark in the store: say so once."""
+        previous = self.ctx.store.get_meta("controller")
+        if previous is None:
+            return
+        try:
+            pid = json.loads(previous).get("pid")
+        except (ValueError, AttributeError):
+            pid = None
+        self.ctx.events.add("controller.lost", f"the previous controller (pid {pid}) ended without stopping the farm; "
+                            "adopting what still runs")
 
     async def run(self) -> None:
         """Reconcile until the farm is shut down and every node has stopped."""
@@ -92,14 +120,20 @@ class Controller:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._next_tick_in())
             await self._stop_data_planes()
+            self._forget_counts()
+            self.ctx.store.set_meta("controller", None)
             self.ctx.events.add("controller.stopped", f"farm {self.spec.name} is down")
         finally:
             await self.autoscaler.close()
             await self.ctx.health.close()
-            for driver in self.ctx.drivers.values():
-                with contextlib.suppress(Exception):
-                    await driver.close()
+            await self.actor.close()
+            await self._close_drivers()
             self.stopped.set()
+
+    async def _close_drivers(self, drivers: Iterable[Driver] | None = None) -> None:
+        for driver in list(self.ctx.drivers.values() if drivers is None else drivers):
+            with contextlib.suppress(Exception):
+                await driver.close()
 
     async def tick(self) -> None:
         if not self.shutting_down:
@@ -120,46 +154,114 @@ class Controller:
         self.wake()
 
     async def reload(self) -> list[str]:
-        """Apply the farm file as it is now; a broken file raises and changes nothing."""
+        """Apply the farm file as it is now, all or nothing.
+
+        Everything the new file needs (its drivers, its new or changed load balancers) is made
+        first; only when all of it works does the farm switch to the new spec. On any error
+        the old farm runs on untouched and the error (naming the host or listener) is raised.
+        """
         new = load_farm(self.ctx.farm_file)
         old = self.spec
         changes = describe_changes(old, new)
-        roles = self.ctx.store.roles()
-        for name, role in new.roles.items():
-            previous = old.roles.get(name)
-            if previous is not None and _bounds(previous) != _bounds(role) and name in roles:
-                state = roles[name]
-                self.ctx.store.put_role(RoleState(name, None, state.failures, state.backoff_until, state.next_index))
-        for name in list(self.ctx.data_planes):
-            if name not in new.roles or new.roles[name].lb != old.roles[name].lb:
-                with contextlib.suppress(FarmhandError):
-                    await self.ctx.data_planes.pop(name).stop()
-                self._sent_backends.pop(name, None)
+        drivers = self._make_drivers(new, self.ctx.drivers)
+        fresh = [d for name, d in drivers.items() if self.ctx.drivers.get(name) is not d]
+        replaced_planes: dict[str, DataPlane] = {}
+        try:
+            for name, role in new.roles.items():
+                previous = old.roles.get(name)
+                if role.lb is None or (previous is not None and previous.lb == role.lb):
+                    continue  # unchanged: kept as it is (a failing one goes on being retried by the tick)
+                replaced_planes[name] = await self._replace_data_plane(name, role, previous)
+        except FarmhandError as error:
+            await self._undo_planes(replaced_planes, old)
+            await self._close_drivers(fresh)
+            raise LbError(f"reload refused, the farm runs on unchanged: {error}") from error
+        except Exception:
+            await self._undo_planes(replaced_planes, old)
+            await self._close_drivers(fresh)
+            raise
+        # the switch: nothing below can fail
+        gone = [d for name, d in self.ctx.drivers.items() if drivers.get(name) is not d]
         self.ctx.spec = new
-        self._make_drivers(new)
-        await self._ensure_data_planes(new)
+        self.ctx.drivers.clear()
+        self.ctx.drivers.update(drivers)
+        self.ctx.data_planes.update(replaced_planes)
+        for name in list(self.ctx.data_planes):
+            if name not in new.roles or new.roles[name].lb is None:
+                plane = self.ctx.data_planes.pop(name)
+                self._sent_backends.pop(name, None)
+                with contextlib.suppress(FarmhandError):
+                    await plane.stop()
+        for name in replaced_planes:
+            self._sent_backends.pop(name, None)
+        await self._close_drivers(gone)
+        self._forget_overridden_counts(new)
         self.ctx.events.add("farm.reloaded", "farm file reloaded: " + ("; ".join(changes) if changes else "no changes"))
         self.wake()
         return changes
 
-    def scale(self, role_name: str, count: int) -> tuple[int, int]:
-        """Set a role's wanted count; returns (before, after)."""
-        from farmhand.controller.decide.reconcile import wanted_count
+    async def _replace_data_plane(self, name: str, role: RoleSpec, previous: RoleSpec | None) -> DataPlane:
+        """The new data plane for ``role``; a running one with other settings is stopped first
+        (a listener cannot be bound twice) and started again by ``_undo_planes`` on failure."""
+        running = self.ctx.data_planes.get(name)
+        if running is not None:
+            with contextlib.suppress(FarmhandError):
+                await running.stop()
+        plane = make_data_plane(name, role, self.ctx.state.path)
+        await plane.ensure_running()
+        return plane
 
-        role = self.spec.roles[role_name]
-        state = self.ctx.store.roles().get(role_name, RoleState(role_name))
-        before = wanted_count(role, state)
-        self.ctx.store.put_role(RoleState(role_name, count, state.failures, state.backoff_until, state.next_index))
+    async def _undo_planes(self, replaced: dict[str, DataPlane], old: FarmSpec) -> None:
+        """A reload failed: stop what it started, and bring back the old balancers it stopped."""
+        for plane in replaced.values():
+            with contextlib.suppress(FarmhandError):
+                await plane.stop()
+        for name, plane in list(self.ctx.data_planes.items()):
+            role = old.roles.get(name)
+            if role is None or role.lb is None:
+                continue
+            try:
+                await plane.ensure_running()
+            except FarmhandError as error:
+                self.ctx.data_planes.pop(name, None)  # the tick retries it and says why
+                self.ctx.events.add("lb.error", f"role {name}: restoring the load balancer failed: {error}", name)
+
+    def scale(self, role_name: str, count: int) -> tuple[int, int]:
+        """Set a role's wanted count by hand; returns (before, after)."""
+        before = self._set_count(role_name, count, "scale")
         self.ctx.events.add("role.scaled", f"role {role_name}: {before} -> {count} nodes (by request)", role_name)
-        self.wake()
         return before, count
 
     def autoscaled(self, role_name: str, count: int, reason: str) -> None:
         """Apply an autoscaling decision: like ``scale``, recorded as ``role.autoscaled``."""
-        state = self.ctx.store.roles().get(role_name, RoleState(role_name))
-        self.ctx.store.put_role(RoleState(role_name, count, state.failures, state.backoff_until, state.next_index))
+        self._set_count(role_name, count, "autoscaler")
         self.ctx.events.add("role.autoscaled", reason, role_name)
+
+    def _set_count(self, role_name: str, count: int, by: str) -> int:
+        role = self.spec.roles[role_name]
+        state = self.ctx.store.roles().get(role_name, RoleState(role_name))
+        before = wanted_count(role, state)
+        self.ctx.store.put_role(state.replace(wanted=count, wanted_by=by, file_bounds=role.bounds))
         self.wake()
+        return before
+
+    def _forget_overridden_counts(self, spec: FarmSpec) -> None:
+        """Counts set by hand or by the autoscaler for a file that has since been edited give
+        way to the file (see ``count_source``); forget them so an edit back cannot revive them."""
+        for name, state in self.ctx.store.roles().items():
+            role = spec.roles.get(name)
+            if state.wanted is None or (role is not None and state.file_bounds == role.bounds):
+                continue
+            self.ctx.store.put_role(state.replace(wanted=None, wanted_by="file", file_bounds=""))
+            if role is not None:
+                self.ctx.events.add("role.count_from_file", f"role {name}: the farm file's {role.bounds.replace(',', ', ')} "
+                                    f"replaces the {state.wanted} set by {state.wanted_by}", name)
+
+    def _forget_counts(self) -> None:
+        """The farm is down: the next `up` starts from the file."""
+        for state in self.ctx.store.roles().values():
+            if state.wanted is not None:
+                self.ctx.store.put_role(state.replace(wanted=None, wanted_by="file", file_bounds=""))
 
     def mark(self, node_id: str, mark: Mark, move_to: str | None = None) -> None:
         node = self.ctx.store.node(node_id)
@@ -186,19 +288,25 @@ class Controller:
             return FAST_TICK
         return self.spec.farm.tick
 
-    def _make_drivers(self, spec: FarmSpec) -> None:
-        for name in list(self.ctx.drivers):
-            if name not in spec.hosts:
-                self.ctx.drivers.pop(name)
+    def _make_drivers(self, spec: FarmSpec, current: dict[str, Driver]) -> dict[str, Driver]:
+        """The drivers ``spec`` needs, keeping the ``current`` ones whose host is unchanged.
+
+        A host whose driver cannot be made is marked down with the reason and blocks nothing
+        else; any other error propagates before anything was switched.
+        """
+        drivers: dict[str, Driver] = {}
         for name, host in spec.hosts.items():
-            if name in self.ctx.drivers and self.ctx.drivers[name].kind == host.driver:
+            kept = current.get(name)
+            if kept is not None and kept.kind == host.driver:
+                drivers[name] = kept
                 continue
             try:
-                self.ctx.drivers[name] = make_driver(name, host, self.ctx.state.path, self.ctx.state.farm_id)
+                drivers[name] = make_driver(name, host, self.ctx.state.path, self.ctx.state.farm_id)
             except FarmhandError as error:
                 status = self.ctx.hosts.setdefault(name, HostStatus())
                 status.state, status.reason = "down", str(error)
                 self.ctx.events.add("host.down", f"host {name} cannot be used: {error}")
+        return drivers
 
     async def _ensure_data_planes(self, spec: FarmSpec) -> None:
         """Start or adopt every role's data plane; one that failed is tried again on later
@@ -208,20 +316,30 @@ class Controller:
             if role.lb is None or name in self.ctx.data_planes or now < self._plane_retry_at.get(name, 0.0):
                 continue
             try:
-                plane = make_data_plane(name, role, self.ctx.state.path)
-                await plane.ensure_running()
+                await self._start_data_plane(name, role)
             except FarmhandError as error:
                 self._plane_retry_at[name] = now + PLANE_RETRY
                 message = f"role {name}: load balancer on {role.lb.listen} failed: {error}; retrying every {PLANE_RETRY:g}s"
                 if self._plane_errors.get(name) != message:
                     self._plane_errors[name] = message
                     self.ctx.events.add("lb.error", message, name)
-                continue
-            self._plane_retry_at.pop(name, None)
-            self._plane_errors.pop(name, None)
-            self.ctx.data_planes[name] = plane
-            self.ctx.events.add("lb.ready", f"role {name}: {role.lb.mode} load balancer on {role.lb.listen} "
-                                f"({role.lb.engine})", name)
+
+    async def _start_data_plane(self, name: str, role: RoleSpec) -> None:
+        assert role.lb is not None
+        try:
+            plane = make_data_plane(name, role, self.ctx.state.path)
+            await plane.ensure_running()
+        except FarmhandError as error:
+            raise LbError(f"role {name}: load balancer on {role.lb.listen} failed: {error}") from error
+        self._plane_retry_at.pop(name, None)
+        self._plane_errors.pop(name, None)
+        self.ctx.data_planes[name] = plane
+        self.ctx.events.add("lb.ready", f"role {name}: {role.lb.mode} load balancer on {role.lb.listen} "
+                            f"({role.lb.engine})", name)
+
+    def data_plane_error(self, name: str) -> str | None:
+        """Why a role's load balancer is not serving, or None when it is (or has none)."""
+        return None if name in self.ctx.data_planes else self._plane_errors.get(name)
 
     async def _stop_data_planes(self) -> None:
         for name, plane in list(self.ctx.data_planes.items()):
@@ -303,10 +421,6 @@ def make_data_plane(role_name: str, role: RoleSpec, state_dir: Path) -> DataPlan
     return balancer
 
 
-def _bounds(role: RoleSpec) -> tuple[int | None, int | None, int | None]:
-    return role.count, role.min, role.max
-
-
 def describe_changes(old: FarmSpec, new: FarmSpec) -> list[str]:
     """One phrase per change a reload makes, for the event and the command's answer."""
     changes = []
@@ -316,12 +430,12 @@ def describe_changes(old: FarmSpec, new: FarmSpec) -> list[str]:
         changes.append(f"role {name} removed")
     for name in new.roles.keys() & old.roles.keys():
         before, after = old.roles[name], new.roles[name]
-        if _bounds(before) != _bounds(after):
+        if before.bounds != after.bounds:
             changes.append(f"role {name} count {before.count or (before.min, before.max)} -> "
                            f"{after.count or (after.min, after.max)}")
         if before.fingerprint() != after.fingerprint():
             changes.append(f"role {name} command/env changed: rolling replacement")
-        elif before != after and _bounds(before) == _bounds(after):
+        elif before != after and before.bounds == after.bounds:
             changes.append(f"role {name} settings changed")
     for name in new.hosts.keys() ^ old.hosts.keys():
         changes.append(f"host {name} {'added' if name in new.hosts else 'removed'}")

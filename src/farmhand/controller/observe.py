@@ -39,7 +39,8 @@ async def observe(ctx: FarmContext, *, shutting_down: bool, orphans: dict[str, f
             continue
         running = listed.get(node.host, {}).get(node.id)
         if running is None or not running.alive:
-            tail = await _log_tail(ctx, node)
+            # a down host cannot tell why its nodes died: asking it would only wait for SSH
+            tail = await _log_tail(ctx, node) if host.state == "up" else ""
             seen[node.id] = NodeSeen(False, running.exit_code if running else None, log_tail=tail)
             continue
         check = ctx.health.state(node.id)
