@@ -187,7 +187,8 @@ class LocalDriver(Driver):
     def _write_pidfile(self, node: RunningNode) -> None:
         path = self.run_dir / f"{node.node_id}.json"
         temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"node": node.node_id, "pid": node.pid, "started_at": node.started_at}))
+        with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
+            file.write(json.dumps({"node": node.node_id, "pid": node.pid, "started_at": node.started_at}))
         os.replace(temporary, path)
 
     def _process(self, pid: int) -> psutil.Process | None:
