@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 import click
 
@@ -16,6 +15,8 @@ def _say(answer: dict[str, Any], default: str) -> None:
 
 def _part(name: str) -> str:
     """A name as one URL path segment (a slash in it must not reach another route)."""
+    from urllib.parse import quote
+
     return quote(name, safe="")
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import sys
 from functools import cache
 from pathlib import Path
@@ -117,23 +116,30 @@ def folder_name(folder: Path) -> str:
     return "this folder" if folder.resolve() == Path.cwd().resolve() else display(folder)
 
 
-def command_name() -> str:
-    """How the user runs farmhand from here: `farmhand` when it is on the PATH, else the
-    path of this venv's script (the demo runs it from .venv/bin/)."""
+def on_path() -> str | None:
+    """None when `farmhand` on the PATH is this one; else what puts it there (the demo runs
+    .venv/bin/farmhand by its path, and the user's shell does not know it yet)."""
+    import shutil
+
     script = Path(sys.executable).parent / "farmhand"
     found = shutil.which("farmhand")
     if found and (not script.exists() or Path(found).resolve() == script.resolve()):
-        return "farmhand"
-    return display(script) if script.exists() else "farmhand"
+        return None
+    activate = Path(sys.prefix) / "bin" / "activate"
+    if sys.prefix != sys.base_prefix and activate.exists():
+        return f"`source {display(activate)}` (puts farmhand on the PATH)"
+    return f"`export PATH={display(script.parent)}:$PATH`"
 
 
 def how_to_reach(farm_file: Path) -> str:
     """The command that reaches this farm from the current folder, and the other way."""
-    name = command_name()
     folder = farm_file.resolve().parent
     if folder == Path.cwd().resolve():
-        return f"`{name} status` in this folder"
-    return f"`{name} --farm {display(farm_file)} status` from here, or `cd {display(folder)}` and `{name} status`"
+        reach = "`farmhand status` in this folder"
+    else:
+        reach = f"`farmhand --farm {display(farm_file)} status` from here, or `cd {display(folder)}` and `farmhand status`"
+    setup = on_path()
+    return f"{setup}, then {reach}" if setup else reach
 
 
 @cache

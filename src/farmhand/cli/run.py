@@ -9,7 +9,6 @@ the detached controller, whose output is a log file.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -143,6 +142,8 @@ def _already_up(state: StateDir, farm_file: Path, name: str) -> bool:
 
 
 def _up_detached(state: StateDir, farm_file: Path, name: str, timeout: float) -> None:
+    import subprocess
+
     from farmhand.cli.client import ApiClient
     from farmhand.store.statedir import open_private
 

@@ -6,12 +6,10 @@ followed streams end cleanly with a last line saying the farm stopped.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 import click
 
@@ -34,6 +32,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
     """Roles, nodes and hosts of the running farm."""
     data = client_for(ctx).get("/api/status")
     if as_json:
+        import json
+
         click.echo(json.dumps(data, indent=2))
     else:
         from farmhand.cli.render import status_tables
@@ -50,6 +50,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def events(ctx: click.Context, follow: bool, as_json: bool, last: int) -> None:
     """What happened in the farm, with times and reasons (read from .farmhand/ when it is down)."""
+    import json
+
     from farmhand.cli.render import event_line
 
     def show(event: dict[str, Any]) -> None:
@@ -77,6 +79,8 @@ def events(ctx: click.Context, follow: bool, as_json: bool, last: int) -> None:
 
 def _follow_events(client: ApiClient, after: int) -> Iterator[dict[str, Any]]:
     """Events from the server-sent stream until it ends (a farm that stops ends it)."""
+    import json
+
     from farmhand.cli.client import StreamEnded
 
     buffer = b""
@@ -122,6 +126,8 @@ def logs(ctx: click.Context, node: str, follow: bool) -> None:
         out.write(read_log(state, node))
         out.flush()
         return
+    from urllib.parse import quote
+
     from farmhand.cli.client import StreamEnded
 
     client = client_for(ctx, state)
@@ -144,6 +150,8 @@ def hosts(ctx: click.Context, as_json: bool) -> None:
     """Hosts with their state, load, capacity used and nodes."""
     rows = client_for(ctx).get("/api/hosts")
     if as_json:
+        import json
+
         click.echo(json.dumps(rows, indent=2))
     else:
         from farmhand.cli.render import hosts_table

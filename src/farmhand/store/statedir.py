@@ -28,7 +28,9 @@ STATE_DIR_NAME = ".farmhand"
 PRIVATE_FILE = 0o600
 PRIVATE_DIR = 0o700
 SEARCH_BELOW_DEPTH = 2
-"""How deep `find` looks below the current folder for running farms it can suggest."""
+SEARCH_BELOW_FOLDERS = 500
+"""How deep and how wide `find` looks below the current folder for running farms to suggest
+(a hint in an error message must not crawl a home folder or /proc)."""
 
 
 def open_private(path: Path, flags: int = os.O_WRONLY | os.O_CREAT | os.O_APPEND) -> int:
@@ -76,10 +78,11 @@ class StateDir:
         folders = [here]
         for _ in range(depth):
             children: list[Path] = []
-            for folder in folders:
+            for folder in folders[:SEARCH_BELOW_FOLDERS]:
                 with contextlib.suppress(OSError):
                     children += sorted(p for p in folder.iterdir()
-                                       if p.is_dir() and not p.name.startswith(".") and p.name != "node_modules")
+                                       if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")
+                                       and p.name != "node_modules")
             found += [cls(child / STATE_DIR_NAME) for child in children
                       if (child / STATE_DIR_NAME / "api.json").is_file()]
             folders = children
