@@ -190,6 +190,7 @@ class FarmCollector(Collector):
         roles = [(role["name"], role["lb_stats"]) for role in self.snapshot.status["roles"]
                  if isinstance(role.get("lb_stats"), dict)]
         yield from _role_level(roles)
+        yield from _worker_restarts(roles)
         yield from _counters(roles, "backend")
         yield from _counters(roles, "listener")
 
@@ -206,6 +207,16 @@ def _role_level(roles: list[tuple[str, dict[str, Any]]]) -> Iterator[Metric]:
             if (value := _number(stats.get(key))) is not None:
                 family.add_metric([role], value * scale)
         yield family
+
+
+def _worker_restarts(roles: list[tuple[str, dict[str, Any]]]) -> Iterator[Metric]:
+    """Balancer workers that died and were started again (``farmhand_lb_worker_restarts_total``)."""
+    family = CounterMetricFamily("farmhand_lb_worker_restarts", "Load-balancer worker processes that died "
+                                 "and were started again while the balancer ran", labels=["role"])
+    for role, stats in roles:
+        if (value := _number(stats.get("worker_restarts"))) is not None:
+            family.add_metric([role], value)
+    yield family
 
 
 def _counters(roles: list[tuple[str, dict[str, Any]]], kind: str) -> Iterator[Metric]:

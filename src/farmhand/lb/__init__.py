@@ -24,6 +24,21 @@ engine).
       "backends": {NAME: COUNTERS | {"host", "port", "weight",
                                      "state": "ready" | "drain" | "removed",
                                      "ejected": bool}},
+      # the engine's own health (builtin; HAProxy answers 0 and []):
+      "worker_restarts": int,       # workers that died and were started again; only grows
+                                    #   while the engine lives (Prometheus:
+                                    #   farmhand_lb_worker_restarts_total)
+      "worker_deaths": [            # the last 10 deaths, oldest first
+        {"worker": int,             # the worker's slot (0 .. workers-1)
+         "pid": int,                # the process that died
+         "exit_status": int | None, # its exit status, or None when a signal killed it
+         "signal": int | None,      # the signal that killed it (9 for kill -9), else None
+         "how": str,                # "was killed by signal 9" / "exited with status 1"
+         "connections": int | None, # client connections it held at the last stats request
+                                    #   (None if stats were never asked of it)
+         "lived_s": float,          # seconds it had run
+         "at": float},              # when the supervisor saw it die (Unix time)
+      ],
     }
 
     COUNTERS = {
@@ -43,8 +58,26 @@ engine).
 Latency is request start to response end (http) or accept to the backend's first byte
 (tcp). HAProxy keeps no histogram: its ``latency`` has ``count`` and the average over its
 last 1024 requests (``avg_ms``) in the p50/p95/p99 places and ``"approx": true``;
-``buckets_ms`` is empty. Counters of the builtin engine restart from zero for a worker
-that was restarted.
+``buckets_ms`` is empty.
+
+Counters only grow while an engine lives (they restart from zero with a new engine
+process): a builtin worker that dies has its last reported counters kept by the
+supervisor, so role and backend totals do not go backwards; what it counted after the last
+stats request is lost with it. To tell users about a worker's death, the controller reads
+``worker_restarts`` (a new value means new deaths) and emits one event per entry of
+``worker_deaths`` it has not seen (an entry is identified by ``pid`` and ``at``), e.g.
+"worker 1 of the load balancer (pid 1234) was killed by signal 9 holding 12 connections;
+restarted".
+
+The limit of ``kill -9`` on one builtin worker (issue 10 #17): the requests in flight on
+it are lost. Their client connections were that process's own sockets, so the kernel
+closes them when it dies, and a client sees its connection closed without an answer; a
+proxy cannot retry a request it no longer holds, so only a client that resends (browsers
+and most HTTP clients do for idempotent requests on a reused connection) recovers it. The
+listening socket survives (the supervisor keeps it open), so connections that arrive
+meanwhile wait in its queue, and the supervisor starts a new worker at once (with a
+growing delay only if workers keep dying young); the other workers serve on throughout.
+Planned stops never lose requests: workers finish what is in flight first.
 """
 
 from __future__ import annotations

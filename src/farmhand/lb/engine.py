@@ -11,8 +11,11 @@ The supervisor owns the wanted backend set and the ejections: a set_backends goe
 worker; an ejection reported by one worker goes to all and starts the active check
 (``health.Readmitter``); a readmission goes to all. A worker that dies is started again on
 the same listening socket (kept open here, so connections queued meanwhile are served) and
-given the current set before it counts as ready. Stats and ``active`` are summed across
-workers (``stats.merge``).
+given the current set before it counts as ready: at once after a first death, with a
+growing delay only while it keeps dying young. Stats and ``active`` are summed across
+workers (``stats.merge``); a dead worker's last reported counters are kept
+(``stats.Retired``) so totals never go backwards, and each death is counted
+(``worker_restarts``) and listed (``worker_deaths``) for the controller and Prometheus.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +46,10 @@ from farmhand.lb.settings import EngineSettings
 
 READY_TIMEOUT = 20.0
 RESTART_BACKOFF_MAX = 5.0
+QUICK_DEATH = 10.0
+"""A worker that dies within this many seconds of its start counts towards the backoff."""
+DEATHS_KEPT = 10
+"""Recent worker deaths reported in stats (``worker_deaths``)."""
 
 
 class EngineError(Exception):
@@ -60,8 +68,15 @@ class WorkerProcess:
         self.ready = False
         self.ready_event = asyncio.Event()
         self.started_at = 0.0
+        self.last: Message | None = None
+        """This process's last stats answer: folded into the retired totals when it dies."""
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
 
     async def start(self) -> None:
+        self.last = None
         self.ready = False
         self.ready_event = asyncio.Event()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -97,10 +112,14 @@ class WorkerProcess:
         """Ask this worker; None when it is not ready or does not answer (it is restarting)."""
         if not self.ready or self.link is None:
             return None
+        pid = self.pid
         try:
-            return await self.link.request(message)
+            answer = await self.link.request(message)
         except (ConnectionError, TimeoutError):
             return None
+        if message.get("op") == "stats" and self.pid == pid and self.proc is not None and self.proc.returncode is None:
+            self.last = answer
+        return answer
 
 
 class Supervisor:
@@ -117,6 +136,9 @@ class Supervisor:
         self.window = lb_stats.Window()
         self.listen = settings.listen
         self.watchers: list[asyncio.Task[None]] = []
+        self.retired = lb_stats.Retired()
+        self.worker_restarts = 0
+        self.deaths: deque[dict[str, Any]] = deque(maxlen=DEATHS_KEPT)
 
     # -- startup
     def bind(self) -> list[socket.socket]:
@@ -166,19 +188,50 @@ class Supervisor:
         self.watchers = [asyncio.create_task(self.watch(worker)) for worker in self.workers]
 
     async def watch(self, worker: WorkerProcess) -> None:
-        """Restart a worker that exits while the engine is not stopping."""
-        backoff = 0.1
+        """Restart a worker that exits while the engine is not stopping: at once the first
+        time, with a growing delay only while it keeps dying young (a crash loop)."""
+        quick_deaths = 0
         while not self.stopping.is_set():
             assert worker.proc is not None
+            pid = worker.proc.pid
             code = await worker.proc.wait()
             if self.stopping.is_set():
                 return
             lived = time.monotonic() - worker.started_at
-            print(f"worker {worker.index} exited with status {code} after {lived:.1f}s; restarting", flush=True)
-            backoff = 0.1 if lived > 10 else min(backoff * 2, RESTART_BACKOFF_MAX)
-            await asyncio.sleep(backoff)
+            death = self.worker_died(worker, pid, code, lived)
+            quick_deaths = quick_deaths + 1 if lived < QUICK_DEATH else 1
+            delay = 0.0 if quick_deaths <= 1 else min(0.1 * 2 ** (quick_deaths - 2), RESTART_BACKOFF_MAX)
+            held = "unknown" if death["connections"] is None else death["connections"]
+            print(
+                f"worker {worker.index} (pid {pid}) {death['how']} after {lived:.1f}s holding {held} "
+                f"connections; restarting{f' in {delay:.1f}s' if delay else ''}",
+                flush=True,
+            )
+            if delay:
+                await asyncio.sleep(delay)
             with contextlib.suppress(OSError):
                 await worker.start()
+
+    def worker_died(self, worker: WorkerProcess, pid: int, code: int, lived: float) -> dict[str, Any]:
+        """Keep the dead worker's counts (``Retired``) and note its death for ``stats``."""
+        last, worker.last = worker.last, None
+        worker.ready = False
+        if last is not None:
+            self.retired.fold(last)
+        connections = None if last is None else int(last["listener"].get("active", 0))
+        death = {
+            "worker": worker.index,
+            "pid": pid,
+            "exit_status": code if code >= 0 else None,
+            "signal": -code if code < 0 else None,
+            "how": f"was killed by signal {-code}" if code < 0 else f"exited with status {code}",
+            "connections": connections,
+            "lived_s": round(lived, 1),
+            "at": time.time(),
+        }
+        self.deaths.append(death)
+        self.worker_restarts += 1
+        return death
 
     # -- what workers are told
     def brief(self, link: Link) -> None:
@@ -230,7 +283,10 @@ class Supervisor:
             return {"active": sum(int(a["active"]) for a in answers)}
         if op == "stats":
             answers = await self.ask_all({"op": "stats"})
-            return lb_stats.merge(self.settings, self.listen, answers, self.ejected, self.window)
+            merged = lb_stats.merge(self.settings, self.listen, answers, self.ejected, self.window, self.retired)
+            merged["worker_restarts"] = self.worker_restarts
+            merged["worker_deaths"] = list(self.deaths)
+            return merged
         if op == "configure":
             self.configure(EngineSettings.from_json(request["settings"]))
             return {}

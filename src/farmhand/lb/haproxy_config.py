@@ -264,4 +264,6 @@ def summarize(
         "waiting": _int(backend.get("qcur")),
         "listeners": {settings.listen: listener},
         "backends": dict(sorted(servers.items())),
+        "worker_restarts": 0,  # one process; its threads do not die alone
+        "worker_deaths": [],
     }

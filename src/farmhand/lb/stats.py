@@ -5,6 +5,11 @@ supervisor adds them up here and turns histograms into p50/p95/p99. The role-lev
 (``p95_ms``) is taken over a recent window (``Window``: the difference between now and the
 snapshot from about ``WINDOW`` seconds before), because an all-time percentile would never
 move again after a day of traffic, and autoscaling wants to see load *now*.
+
+A worker that dies takes its counters with it, and its replacement starts from zero; the
+supervisor keeps each worker's last answer and folds a dead worker's into ``Retired``, which
+``merge`` adds back, so the engine's totals never go backwards while it lives (issue 10 #20).
+What a worker counted after its last answer is lost with it (the controller asks every tick).
 """
 
 from __future__ import annotations
@@ -54,6 +59,32 @@ def _add(into: dict[str, Any], part: dict[str, Any]) -> None:
     histogram.merge_sparse(into["hist"], part.get("hist", {}))
 
 
+def _add_totals(into: dict[str, Any], part: dict[str, Any]) -> None:
+    """Like ``_add`` for a dense-histogram record, without ``active`` (nothing in flight)."""
+    for key in COUNTERS:
+        if key != "active":
+            into[key] += int(part[key])
+    histogram.add(into["hist"], part["hist"])
+
+
+class Retired:
+    """What workers that died had counted, by their last answer (listener and backends)."""
+
+    def __init__(self) -> None:
+        self.listener = _empty()
+        self.backends: dict[str, dict[str, Any]] = {}
+
+    def fold(self, answer: dict[str, Any]) -> None:
+        """Keep a dead worker's last stats answer (``active`` left out: it is gone)."""
+        part = _empty()
+        _add(part, answer["listener"])
+        _add_totals(self.listener, part)
+        for name, counters in answer.get("backends", {}).items():
+            part = _empty()
+            _add(part, counters)
+            _add_totals(self.backends.setdefault(name, _empty()), part)
+
+
 def _finish(totals: dict[str, Any]) -> dict[str, Any]:
     hist = totals.pop("hist")
     totals["latency"] = histogram.summary(hist)
@@ -66,8 +97,10 @@ def merge(
     answers: Iterable[dict[str, Any]],
     ejected: set[str],
     window: Window,
+    retired: Retired | None = None,
 ) -> dict[str, Any]:
-    """One engine-wide stats answer from the workers' answers (keys: see ``farmhand.lb``)."""
+    """One engine-wide stats answer from the workers' answers (keys: see ``farmhand.lb``),
+    plus what dead workers had counted (``retired``)."""
     listener = _empty()
     backends: dict[str, dict[str, Any]] = {}
     waiting = 0
@@ -86,6 +119,11 @@ def merge(
                     "state": part["state"], "ejected": name in ejected,
                 }
             _add(record, part)
+    if retired is not None:
+        _add_totals(listener, retired.listener)
+        for name, record in backends.items():
+            if name in retired.backends:
+                _add_totals(record, retired.backends[name])
     recent = window.recent(listener["hist"])
     p95 = histogram.percentile(recent, 0.95)
     return {
