@@ -8,7 +8,12 @@ Modules: ``settings`` (spec -> plain settings), ``balance`` / ``retry`` / ``mess
 ``histogram`` (pure parts), ``table`` / ``context`` / ``http_proxy`` + ``http_backend`` / ``tcp_proxy`` /
 ``worker`` (a worker process's hot path), ``link`` / ``health`` / ``stats`` / ``engine``
 (the supervisor), ``builtin`` (its handle), ``haproxy_config`` / ``haproxy`` (the HAProxy
-engine).
+engine), ``owner`` (one balancer per address, and naming who holds a taken one).
+
+Only one balancer listens on an address: a second one (another farm, another folder, either
+engine) fails to start with "cannot listen on ADDR: address in use by the builtin load
+balancer of role 'web' (files in DIR, pid N)"; the builtin engine's workers share the port
+among themselves only.
 
 ``stats()`` answers, for both engines::
 
