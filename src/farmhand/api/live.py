@@ -42,11 +42,36 @@ def status_signature(status: dict[str, Any]) -> str:
     return json.dumps(steady, sort_keys=True, default=str)
 
 
+def role_request_rate(role: dict[str, Any]) -> float | None:
+    """The one requests/s figure the dashboard shows for a role (table, chart and legend):
+    the controller's own (``metrics.requests_per_s``, from counter deltas between two
+    samples a couple of seconds apart) when it has one, else the balancer's 10-second
+    average, else ``None`` (no balancer: a chart can tell that from idle).
+
+    Why one rule here: the two figures differ for up to ten seconds after the traffic
+    changes (the average lags: 8 req/s beside the controller's 0 once the load stopped), so
+    each place that picked its own showed a different number for the same moment."""
+    if not role.get("lb"):
+        return None
+    measured = (role.get("metrics") or {}).get("requests_per_s")
+    average = (role.get("lb_stats") or {}).get("requests_per_s")
+    value = measured if _is_number(measured) else average if _is_number(average) else None
+    return round(float(value), 3) if value is not None else None
+
+
+def for_dashboard(status: dict[str, Any], counts: dict[str, int | None]) -> dict[str, Any]:
+    """The status as the dashboard's stream sends it: each role also carries its one
+    ``requests_per_s`` (see ``role_request_rate``) and ``count``, the farm file's fixed
+    count (``None`` for a role with min/max), so the page can say "fixed 3", not "0–∞"."""
+    for role in status.get("roles", []):
+        role["requests_per_s"] = role_request_rate(role)
+        role["count"] = counts.get(role.get("name", ""))
+    return status
+
+
 def sample_from(status: dict[str, Any]) -> dict[str, Any]:
     """One history point from a status: nodes and healthy nodes per role (draining and
-    stopping ones no longer count), and requests/s per role: the controller's own figure
-    (``metrics.requests_per_s``, from counter deltas) when it has one, else the balancer's
-    10-second average, else ``None`` (no balancer: a chart can tell that from idle)."""
+    stopping ones no longer count), and requests/s per role (``role_request_rate``)."""
     roles = [role["name"] for role in status.get("roles", [])]
     nodes = dict.fromkeys(roles, 0)
     healthy = dict.fromkeys(roles, 0)
@@ -57,12 +82,7 @@ def sample_from(status: dict[str, Any]) -> dict[str, Any]:
         nodes[role] = nodes.get(role, 0) + 1
         if node.get("state") == NodeState.RUNNING:
             healthy[role] = healthy.get(role, 0) + 1
-    rps: dict[str, float | None] = {}
-    for role in status.get("roles", []):
-        measured = (role.get("metrics") or {}).get("requests_per_s")
-        average = (role.get("lb_stats") or {}).get("requests_per_s")
-        value = measured if _is_number(measured) else average if _is_number(average) else None
-        rps[role["name"]] = round(float(value), 3) if value is not None and role.get("lb") else None
+    rps = {role["name"]: role_request_rate(role) for role in status.get("roles", [])}
     return {"t": round(float(status.get("time", 0.0)), 3), "nodes": nodes, "healthy": healthy, "rps": rps}
 
 
@@ -132,8 +152,13 @@ class LiveFarm:
             await self._guarded(self._refresh_status)
             await self._pause(STATUS_INTERVAL)
 
+    async def status(self) -> dict[str, Any]:
+        """The farm's status with the dashboard's figures (``for_dashboard``)."""
+        counts = {name: role.count for name, role in self._ctl.spec.roles.items()}
+        return for_dashboard(await intents.status(self._ctl), counts)
+
     async def _refresh_status(self) -> None:
-        status = await intents.status(self._ctl)
+        status = await self.status()
         signature = status_signature(status)
         # Kept fresh even when unchanged, so a new listener's copy has a current ``time``
         # (the page takes the controller's clock from it).
@@ -154,7 +179,7 @@ class LiveFarm:
             await asyncio.wait_for(self._ctl.stopped.wait(), seconds)
 
     async def _take_sample(self) -> None:
-        self.history.append(sample_from(await intents.status(self._ctl)))
+        self.history.append(sample_from(await self.status()))
         self._notify()
 
     async def _guarded(self, step: Callable[[], Any]) -> None:

@@ -22,16 +22,25 @@ export function renderRoles(tbody, status, onChanged) {
   syncChildren(tbody, roles.map((role) => role.name), makeRow, (row, name) => updateRow(row, byName.get(name), onChanged));
 }
 
+// Each cell carries its column's name (data-label): on a phone-wide screen the table
+// reflows into one card per role and shows the names beside the values (style.css).
 function makeRow(name) {
   const down = h("button", { type: "button", class: "scale-down", text: "−" });
   const up = h("button", { type: "button", class: "scale-up", text: "+" });
   return h("tr", { dataset: { role: name } },
     h("th", { scope: "row", class: "role-cell" }, h("span", { class: "role-title", text: name }), h("span", { class: "role-note" })),
-    h("td", { class: "counts" }),
-    h("td", { class: "bounds" }),
-    h("td", { class: "lb" }),
-    h("td", { class: "rps num" }),
-    h("td", { class: "scale" }, h("div", { class: "stepper" }, down, h("output", { class: "wanted" }), up)));
+    h("td", { class: "counts", dataset: { label: "Nodes (want · run · ok)" } }),
+    h("td", { class: "bounds", dataset: { label: "Min–max" } }),
+    h("td", { class: "lb", dataset: { label: "Load balancer" } }),
+    h("td", { class: "rps num", dataset: { label: "Load" } }),
+    h("td", { class: "scale", dataset: { label: "Scale" } }, h("div", { class: "stepper" }, down, h("output", { class: "wanted" }), up)));
+}
+
+// "1–4" for a role with min/max; "fixed 3" for one with a count in the farm file (its
+// bounds are 0 and none, which said "0–∞": true for `scale`, but not what the file says).
+function boundsText(role) {
+  if (typeof role.count === "number") return `fixed ${role.count}`;
+  return `${role.min ?? 0}–${role.max ?? "∞"}`;
 }
 
 function wantedOf(role) {
@@ -46,12 +55,17 @@ function updateRow(row, role, onChanged) {
   setText(counts, `${wanted} · ${role.running} · ${role.healthy}`);
   counts.setAttribute("aria-label", `${wanted} wanted, ${role.running} running, ${role.healthy} healthy`);
   counts.dataset.settled = String(wanted === role.healthy && wanted === role.running);
-  setText(row.querySelector(".bounds"), `${role.min ?? 0}–${role.max ?? "∞"}`);
+  const bounds = row.querySelector(".bounds");
+  setText(bounds, boundsText(role));
+  bounds.title = typeof role.count === "number"
+    ? `count = ${role.count} in the farm file; scale changes it by hand` : "min and max in the farm file";
   const note = row.querySelector(".role-note");
   setText(note, roleNote(role));
   note.dataset.tone = role.failures ? "warn" : "info";
   updateLb(row.querySelector(".lb"), role);
-  setText(row.querySelector(".rps"), loadText(role));
+  const load = row.querySelector(".rps");
+  setText(load, loadText(role));
+  load.dataset.rate = String(requestRate(role) ?? "");
   const output = row.querySelector(".wanted");
   setText(output, wanted);
   output.setAttribute("aria-label", `${role.name} wants ${wanted}`);
@@ -67,17 +81,16 @@ function roleNote(role) {
   return "";
 }
 
-// Requests/s (the controller's own figure, else the balancer's average) and mean CPU.
+// Requests/s as the server picked it for the whole page (api/live.py role_request_rate:
+// the charts' samples use the same figure, so the table and the charts agree).
 export function requestRate(role) {
-  const measured = role.metrics && role.metrics.requests_per_s;
-  if (typeof measured === "number") return measured;
-  const average = role.lb_stats && role.lb_stats.requests_per_s;
-  return typeof average === "number" ? average : null;
+  return typeof role.requests_per_s === "number" ? role.requests_per_s : null;
 }
 
 function loadText(role) {
   const parts = [];
-  if (role.lb) parts.push(`${formatRate(requestRate(role))} req/s`);
+  const rate = requestRate(role);
+  if (role.lb) parts.push(`${formatRate(rate)} req/s`);
   const cpu = role.metrics && role.metrics.cpu;
   if (typeof cpu === "number") parts.push(`CPU ${cpu.toFixed(0)}%`);
   return parts.join(" · ") || "–";
