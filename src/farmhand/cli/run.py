@@ -51,7 +51,7 @@ def load_or_report(farm_file: Path, after: str) -> FarmSpec:
         raise SystemExit(error.exit_code) from None
 
 
-@click.command()
+@click.command(short_help="Validate a farm file; changes nothing.")
 @click.argument("farm_file", type=FARM_FILE, required=False)
 @farm_option
 @click.pass_context
@@ -64,7 +64,7 @@ def check(ctx: click.Context, farm_file: Path | None) -> None:
     say(f"{farm_file}: ok: farm {spec.name}, {len(spec.roles)} role(s), {nodes} node(s), {len(spec.hosts)} host(s)")
 
 
-@click.command()
+@click.command(short_help="Start the farm (foreground, or --detach).")
 @click.argument("farm_file", type=FARM_FILE, required=False)
 @farm_option
 @click.option("--detach", "-d", is_flag=True, help="Run in the background; return once every role is ready.")
@@ -73,7 +73,8 @@ def check(ctx: click.Context, farm_file: Path | None) -> None:
 @click.option("--child", is_flag=True, hidden=True, help="The detached controller: its output is a log file.")
 @click.pass_context
 def up(ctx: click.Context, farm_file: Path | None, detach: bool, timeout: float, quiet: bool, child: bool) -> None:
-    """Start the farm's controller (foreground; Ctrl-C stops the farm cleanly).
+    """Start the farm's controller (FARM_FILE, else --farm, else ./farm.toml): in the
+    foreground (Ctrl-C stops the farm cleanly), or with --detach in the background.
 
     One farm per folder: a second `up` of the same file says the farm is already up; another
     farm file in the same folder is refused while that farm runs."""
