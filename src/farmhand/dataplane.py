@@ -41,9 +41,10 @@ class Backend:
 class DataPlane(Protocol):
     """Controller-side handle of one role's data plane."""
 
-    async def ensure_running(self) -> None:
+    async def ensure_running(self) -> bool:
         """Start the engine's processes, or adopt them when they already run (after a
-        controller restart): never a second copy, never a dropped connection."""
+        controller restart): never a second copy, never a dropped connection. True when it
+        adopted a running engine, so the controller says "adopted" rather than "started"."""
         ...
 
     async def set_backends(self, backends: list[Backend]) -> None:

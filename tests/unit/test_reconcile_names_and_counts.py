@@ -113,3 +113,11 @@ def test_a_count_set_by_hand_lives_until_the_file_says_otherwise() -> None:
     assert count_source(role, RoleState("web")) == "file"
     autoscaled = RoleState("web", wanted=4, wanted_by="autoscaler", file_bounds=role.bounds)
     assert count_source(role, autoscaled) == "autoscaler"
+
+
+def test_a_nodes_end_has_one_wording_with_its_status_where_known() -> None:
+    from farmhand.controller.decide.reconcile import exit_wording
+
+    assert exit_wording(3) == "exited with code 3"
+    assert exit_wording(-9) == "exited: killed by signal 9 (SIGKILL)"
+    assert exit_wording(None) == "exited (exit status unknown)"

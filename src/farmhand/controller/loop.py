@@ -328,14 +328,17 @@ class Controller:
         assert role.lb is not None
         try:
             plane = make_data_plane(name, role, self.ctx.state.path)
-            await plane.ensure_running()
+            adopted = await plane.ensure_running()
         except FarmhandError as error:
             raise LbError(f"role {name}: load balancer on {role.lb.listen} failed: {error}") from error
         self._plane_retry_at.pop(name, None)
         self._plane_errors.pop(name, None)
         self.ctx.data_planes[name] = plane
-        self.ctx.events.add("lb.ready", f"role {name}: {role.lb.mode} load balancer on {role.lb.listen} "
-                            f"({role.lb.engine})", name)
+        what = f"{role.lb.mode} load balancer on {role.lb.listen} ({role.lb.engine})"
+        if adopted:
+            self.ctx.events.add("lb.adopted", f"role {name}: adopted the running {what}", name)
+        else:
+            self.ctx.events.add("lb.ready", f"role {name}: {what} started", name)
 
     def data_plane_error(self, name: str) -> str | None:
         """Why a role's load balancer is not serving, or None when it is (or has none)."""

@@ -52,7 +52,7 @@ class GateDataPlane:
     def __repr__(self) -> str:
         return f"<GateDataPlane {self.role} [{self.lb.listen} | {self.state_dir}]>"
 
-    async def ensure_running(self) -> None:
+    async def ensure_running(self) -> bool:
         """Adopt the running gate (sending it new options if they changed), or start one."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         async with self._lock():
@@ -63,8 +63,9 @@ class GateDataPlane:
             if identity is not None:
                 if identity.get("options_hash") != self.config.options_hash():
                     await self._call({"op": "configure", "options": self.config.options.model_dump(mode="json")})
-                return
+                return True
             await self._start()
+            return False
 
     async def set_backends(self, backends: list[Backend]) -> None:
         await self._call({"op": "set_backends", "backends": [b.to_json() for b in backends]})

@@ -62,22 +62,23 @@ class BuiltinDataPlane:
         except LbError:
             return None
 
-    async def ensure_running(self) -> None:
+    async def ensure_running(self) -> bool:
         if len(str(self.control)) > SOCKET_PATH_MAX:
             raise self._error(f"the state folder path is too long for a Unix socket ({self.control}); move the farm to a shorter path")
         answer = await self._ping()
         if answer is not None and not self._needs_restart(answer):
             await self._adopt(answer)
-            return
+            return True
         self.run_dir.mkdir(parents=True, exist_ok=True)
         async with self._start_lock():
             answer = await self._ping()  # someone else may have started it meanwhile
             if answer is not None:
                 if not self._needs_restart(answer):
                     await self._adopt(answer)
-                    return
+                    return True
                 await self.stop()  # listen address, mode or workers changed: a new engine
             await self._start()
+            return False
 
     def _needs_restart(self, answer: dict[str, Any]) -> bool:
         return list(answer.get("restart_key", [])) != list(self.settings.restart_key())

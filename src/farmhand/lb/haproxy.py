@@ -109,7 +109,7 @@ class HaproxyDataPlane:
         tmp.write_text(self._render(backends))
         tmp.replace(self.cfg)
 
-    async def ensure_running(self) -> None:
+    async def ensure_running(self) -> bool:
         binary = shutil.which("haproxy")
         if binary is None:
             raise self._error("haproxy is not installed; install the Debian package (scripts/bootstrap does) or set engine = \"builtin\"")
@@ -120,9 +120,10 @@ class HaproxyDataPlane:
                 current = self.cfg.read_text() if self.cfg.exists() else ""
                 if self._settings_part(current) != self._settings_part(self._render(wanted)):
                     await self._launch(binary, wanted, reload=True)
-                return
+                return True
             self._check_address_free()
             await self._launch(binary, wanted, reload=False)
+            return False
 
     def _check_address_free(self) -> None:
         """A fresh HAProxy must not start where another balancer listens (``owner``)."""

@@ -34,14 +34,14 @@ async def test_live_settings_are_applied_and_others_start_a_new_engine(
 ) -> None:
     run_dir = short_tmp / "lb" / "web"
     first = plane_factory("builtin", "http", workers=1)
-    await first.ensure_running()
+    assert await first.ensure_running() is False, "a new engine is started, not adopted"
     pids = engine_pids(run_dir, "builtin")
     changed = plane_factory("builtin", "http", workers=1, balance="leastconn", server_timeout="5s")
-    await changed.ensure_running()
+    assert await changed.ensure_running() is True, "the running engine is adopted"
     assert engine_pids(run_dir, "builtin") == pids, "a live setting must not restart the engine"
     assert (await ping(run_dir))["fingerprint"] == changed.settings.fingerprint()
     wider = plane_factory("builtin", "http", workers=2)
-    await wider.ensure_running()
+    assert await wider.ensure_running() is False, "other workers: a new engine"
     assert engine_pids(run_dir, "builtin") != pids
     assert (await ping(run_dir))["workers"] == 2
 

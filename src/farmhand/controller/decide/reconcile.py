@@ -23,6 +23,7 @@ surge replacement keeps its slot with the next generation (web-3 -> web-3.2).
 
 from __future__ import annotations
 
+import signal
 from collections import defaultdict
 from collections.abc import Iterable
 
@@ -306,12 +307,23 @@ class _RolePlanner:
             self._act(node, StopNode(node.id, reason, OnStop.REMOVE))  # a stopping one: not restarted after all
 
 
+def exit_wording(exit_code: int | None) -> str:
+    """One wording for a node's end, with its exit status where the host knows it (a local
+    node that this controller started; not one it adopted, nor one on an SSH host)."""
+    if exit_code is None:
+        return "exited (exit status unknown)"
+    if exit_code < 0:
+        try:
+            name = f" ({signal.Signals(-exit_code).name})"
+        except ValueError:
+            name = ""
+        return f"exited: killed by signal {-exit_code}{name}"
+    return f"exited with code {exit_code}"
+
+
 def _death_reason(node: NodeRecord, seen: NodeSeen, world: World) -> str:
     host = world.hosts.get(node.host)
     if host is not None and not host.up:
         return f"host {node.host} is down ({host.reason})" if host.reason else f"host {node.host} is down"
-    if seen.exit_code is not None:
-        how = f"exited with code {seen.exit_code}" if seen.exit_code >= 0 else f"was killed by signal {-seen.exit_code}"
-    else:
-        how = "is no longer running"
+    how = exit_wording(seen.exit_code)
     return f"{how}: {seen.log_tail}" if seen.log_tail else how
