@@ -7,6 +7,7 @@ import json
 import os
 import pty
 import select
+import signal
 import socket
 import stat
 import subprocess
@@ -113,25 +114,45 @@ def test_logs_of_an_unknown_node_fail_naming_the_known_nodes(make_farm: FarmMake
     assert "web-99" in result.stderr and "web-1" in result.stderr
 
 
-def test_events_follow_ends_with_the_farm_and_says_so(make_farm: FarmMaker) -> None:
+def test_events_and_logs_follow_end_with_the_farm_and_say_so(make_farm: FarmMaker) -> None:
     farm = make_farm(small_farm(count=1))
     farm.up()
-    output = farm.folder / "follow.txt"
-    with open(output, "w") as sink:
-        follower = subprocess.Popen([*FARMHAND, "events", "-f"], cwd=farm.folder, env=farm.env, stdout=sink,
-                                    stderr=subprocess.STDOUT, text=True)
+    outputs = {name: farm.folder / f"{name}.txt" for name in ("events", "logs")}
+    followers = {}
+    for name, argv in (("events", ["events", "-f"]), ("logs", ["logs", "web-1", "-f"])):
+        with open(outputs[name], "w") as sink:
+            followers[name] = subprocess.Popen([*FARMHAND, *argv], cwd=farm.folder, env=farm.env, stdout=sink,
+                                               stderr=subprocess.STDOUT, text=True)
     try:
-        wait_for(lambda: "node.ready" in output.read_text(), 20, "the follower to print the past events")
+        wait_for(lambda: "node.ready" in outputs["events"].read_text(), 20, "the events follower's first lines")
+        wait_for(lambda: "web-1 listening" in outputs["logs"].read_text(), 20, "the log follower's first lines")
         farm.cli("down")
-        code = follower.wait(timeout=30)
+        codes = {name: follower.wait(timeout=30) for name, follower in followers.items()}
     finally:
-        if follower.poll() is None:
-            follower.kill()
-            follower.wait()
-    lines = output.read_text().strip().splitlines()
-    assert code == 0, lines
-    assert lines[-1] == "farm t stopped"
-    assert "incomplete" not in output.read_text().lower()
+        for follower in followers.values():
+            if follower.poll() is None:
+                follower.kill()
+                follower.wait()
+    for name, output in outputs.items():
+        lines = output.read_text().strip().splitlines()
+        assert codes[name] == 0, (name, lines)
+        assert lines[-1] == "farm t stopped", name
+        assert "incomplete" not in output.read_text().lower()
+
+
+def test_down_without_a_controller_names_the_nodes_a_killed_one_left(make_farm: FarmMaker) -> None:
+    farm = make_farm(small_farm(count=1))
+    farm.up()
+    node = farm.nodes("web")[0]
+    controller = farm.controller_pid()
+    os.kill(controller, signal.SIGKILL)
+    wait_for(lambda: farm.state.controller_pid() is None, 20, "the controller's lock to be free")
+    result = farm.cli("down", check=False)
+    assert result.returncode == 1
+    assert "ended without stopping" in result.stderr and node["id"] in result.stderr
+    assert "farmhand up farm.toml" in result.stderr
+    farm.up()  # adopts the node; the fixture's cleanup then stops the farm
+    assert [n["pid"] for n in farm.nodes("web")] == [node["pid"]]
 
 
 def test_the_farm_is_found_with_farm_before_or_after_the_verb_or_from_the_environment(make_farm: FarmMaker) -> None:
