@@ -4,11 +4,18 @@ to the ``"module:Class"`` that implements it.
 The tables hold plain strings, so this module sits in the bottom layer and imports nothing:
 the spec reads the names from here to validate a farm file (a name ``check`` accepts is a
 name that exists), and the layer that owns the kind imports the class lazily when a farm
-uses it (a farm of local nodes never imports asyncssh). Adding a driver is its module plus
-one line below; a unit test imports every entry and checks it is the right kind of class.
+uses it (a farm of local nodes never imports asyncssh). A unit test imports every entry and
+checks it is the right kind of class.
 
-Load-balancer engines and metrics get their own tables here in the same shape when they
-move over; for now only drivers live here.
+Adding a driver: a module under ``farmhand/drivers/`` implementing ``Driver``, plus one line
+in ``DRIVERS``.
+
+Adding a load-balancer engine: a package ``farmhand/lb/NAME/`` whose ``dataplane`` module
+has a class implementing ``farmhand.dataplane.DataPlane`` and built as
+``Class(settings: EngineSettings, run_dir: Path)`` (see ``farmhand.lb.make_data_plane``),
+plus one line in ``ENGINES``. Its stats answer the format documented in ``farmhand.lb``.
+
+Metrics get their own table here in the same shape when they move over.
 """
 
 from __future__ import annotations
@@ -22,6 +29,12 @@ DRIVERS: Mapping[str, str] = MappingProxyType({
     "fake": "farmhand.drivers.fake:FakeDriver",
 })
 """Host drivers (``driver = "..."`` in a ``[hosts.NAME]`` table); see ``farmhand.drivers``."""
+
+ENGINES: Mapping[str, str] = MappingProxyType({
+    "builtin": "farmhand.lb.builtin.dataplane:BuiltinDataPlane",
+    "haproxy": "farmhand.lb.haproxy.dataplane:HaproxyDataPlane",
+})
+"""Load-balancer engines (``engine = "..."`` in a ``[roles.NAME.lb]`` table); see ``farmhand.lb``."""
 
 
 def split_entry(entry: str) -> tuple[str, str]:

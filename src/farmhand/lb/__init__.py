@@ -4,11 +4,20 @@
 (``farmhand.dataplane.DataPlane``) for one role; engine processes keep their files in
 ``state_dir / "lb" / role`` and outlive the controller.
 
-Modules: ``settings`` (spec -> plain settings), ``balance`` / ``retry`` / ``messages`` /
-``histogram`` (pure parts), ``table`` / ``context`` / ``http_proxy`` + ``http_backend`` / ``tcp_proxy`` /
-``worker`` (a worker process's hot path), ``link`` / ``health`` / ``stats`` / ``engine``
-(the supervisor), ``builtin`` (its handle), ``haproxy_config`` / ``haproxy`` (the HAProxy
-engine), ``owner`` (one balancer per address, and naming who holds a taken one).
+Where things live (an engine is a package here plus its line in ``farmhand.registry.ENGINES``):
+
+- this package's top level is what the controller holds: ``make_data_plane`` (the handle for
+  a role, by its engine's name in the registry), ``settings`` (spec -> the plain settings
+  every engine reads) and ``owner`` (one balancer per address, and naming who holds a taken
+  one);
+- ``builtin/``: the builtin engine: its handle (``builtin.dataplane``), the supervisor
+  process, the workers' hot path and their pure parts (its docstring lists them);
+- ``haproxy/``: the HAProxy engine: its handle (``haproxy.dataplane``) and its pure config
+  and stats parsing (``haproxy.config``).
+
+The two engines import nothing of each other, and nothing outside ``farmhand.lb`` imports
+either of them (import-linter contracts in ``pyproject.toml``): the rest of farmhand sees a
+balancer only as a ``DataPlane`` and its stats below.
 
 Only one balancer listens on an address: a second one (another farm, another folder, either
 engine) fails to start with "cannot listen on ADDR: address in use by the builtin load
@@ -18,7 +27,8 @@ among themselves only.
 ``stats()`` answers, for both engines::
 
     {
-      "engine": "builtin" | "haproxy", "role": str, "mode": "http" | "tcp",
+      "engine": str,                # its name in farmhand.registry.ENGINES: "builtin" | "haproxy"
+      "role": str, "mode": "http" | "tcp",
       "listen": "127.0.0.1:8080", "workers": int,
       # role level, for autoscaling:
       "requests_per_s": float,      # over the last ~10 s (tcp: connections/s)
@@ -87,29 +97,36 @@ Planned stops never lose requests: workers finish what is in flight first.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from farmhand.registry import ENGINES, known, split_entry
+
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from farmhand.dataplane import DataPlane
     from farmhand.spec.models import HealthSpec, LbSpec
 
 
 def make_data_plane(role: str, lb: LbSpec, health: HealthSpec | None, state_dir: Path) -> DataPlane:
-    """The handle for ``role``'s load balancer, by ``lb.engine`` (``builtin`` or ``haproxy``)."""
+    """The handle for ``role``'s load balancer: the class ``farmhand.registry.ENGINES`` names
+    for ``lb.engine``, imported only now (a farm of builtin balancers never imports the
+    HAProxy handle) and built as ``Class(settings, run_dir)``, as every engine is."""
     from farmhand.lb.settings import EngineSettings
 
     settings = EngineSettings.from_spec(role, lb, health)
+    try:
+        entry = ENGINES[settings.engine]
+    except KeyError:
+        raise ValueError(f"no load-balancer engine {settings.engine!r} (known: {known(ENGINES)})") from None
     from farmhand.control_channel import runtime_dir
 
     run_dir = runtime_dir(state_dir, f"lb/{role}", "admin.sock")
-    if settings.engine == "haproxy":
-        from farmhand.lb.haproxy import HaproxyDataPlane
-
-        return HaproxyDataPlane(settings, run_dir)
-    from farmhand.lb.builtin import BuiltinDataPlane
-
-    return BuiltinDataPlane(settings, run_dir)
+    module_name, class_name = split_entry(entry)
+    engine: Callable[[EngineSettings, Path], DataPlane] = getattr(importlib.import_module(module_name), class_name)
+    return engine(settings, run_dir)
 
 
 __all__ = ["make_data_plane"]

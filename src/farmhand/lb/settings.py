@@ -47,7 +47,8 @@ class EngineSettings:
     listen_host: str
     listen_port: int
     mode: Mode = "http"
-    engine: Literal["builtin", "haproxy"] = "builtin"
+    engine: str = "builtin"
+    """A name in ``farmhand.registry.ENGINES`` (the spec accepts no other)."""
     balance: Balance = "roundrobin"
     workers: int = 1
     drain_timeout: float = 30.0

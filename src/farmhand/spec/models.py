@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 from pydantic_core.core_schema import ValidationInfo
 
-from farmhand.registry import DRIVERS, known
+from farmhand.registry import DRIVERS, ENGINES, known
 from farmhand.spec.autoscale import AutoscaleSpec
 from farmhand.spec.fake import MAX_FAKE_HOSTS, FakeOptions
 from farmhand.spec.gate import GateOptions
@@ -103,7 +103,8 @@ class HealthSpec(_Strict):
 class LbSpec(_Strict):
     listen: str
     mode: Literal["http", "tcp"] = "http"
-    engine: Literal["builtin", "haproxy"] = "builtin"
+    engine: str = "builtin"
+    """A name from ``farmhand.registry.ENGINES``, the table ``up`` makes balancers from."""
     balance: Literal["roundrobin", "leastconn", "source"] = "roundrobin"
     workers: StrictInt | None = Field(default=None, ge=1, le=64)
     """Processes sharing the listener (SO_REUSEPORT); default one per core."""
@@ -122,6 +123,13 @@ class LbSpec(_Strict):
     @classmethod
     def _listen_is_host_port(cls, value: str) -> str:
         split_host_port(value)
+        return value
+
+    @field_validator("engine")
+    @classmethod
+    def _registered_engine(cls, value: str) -> str:
+        if value not in ENGINES:
+            raise ValueError(f'"{value}" is not a load-balancer engine (known: {known(ENGINES)})')
         return value
 
     @property

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from hypothesis import given
 from hypothesis import strategies as st
 
-from farmhand.lb.balance import (
+from farmhand.lb.builtin.balance import (
     LeastConn,
     RoundRobin,
     SourceHash,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from farmhand.dataplane import Backend
-from farmhand.lb import haproxy_config as hc
+from farmhand.lb.haproxy import config as hc
 from farmhand.lb.settings import CheckSettings, EngineSettings
 
 HTTP = EngineSettings(role="web", listen_host="127.0.0.1", listen_port=8080, workers=2,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from farmhand.lb import histogram
+from farmhand.lb.builtin import histogram
 
 
 @given(st.floats(min_value=0, max_value=100))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from farmhand.lb.messages import first_request_length, forwarded_lines, rewrite_head
+from farmhand.lb.builtin.messages import first_request_length, forwarded_lines, rewrite_head
 
 XFF = forwarded_lines("192.0.2.1")
 

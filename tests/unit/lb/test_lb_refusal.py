@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from farmhand.lb import messages
+from farmhand.lb.builtin import messages
 
 
 def head(text: str) -> bytes:

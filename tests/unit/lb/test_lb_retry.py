@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from farmhand.lb.retry import Failure, ejects, failure_of, may_retry
+from farmhand.lb.builtin.retry import Failure, ejects, failure_of, may_retry
 from farmhand.lb.settings import RETRIES
 
 F = Failure

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from farmhand.lb import make_data_plane
-from farmhand.lb.builtin import BuiltinDataPlane
-from farmhand.lb.haproxy import HaproxyDataPlane
+from farmhand.lb.builtin.dataplane import BuiltinDataPlane
+from farmhand.lb.haproxy.dataplane import HaproxyDataPlane
 from farmhand.lb.settings import EngineSettings, check_from_spec
 from farmhand.spec.models import HealthSpec, LbSpec
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from farmhand.lb import histogram, stats
+from farmhand.lb.builtin import histogram, stats
+from farmhand.lb.builtin.table import Counters
 from farmhand.lb.settings import EngineSettings
-from farmhand.lb.table import Counters
 
 
 def worker_answer(requests: int, active: int, latency: float) -> dict[str, object]:

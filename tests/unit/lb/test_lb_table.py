@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from farmhand.lb.table import DRAIN, READY, RETIRED, BackendTable
+from farmhand.lb.builtin.table import DRAIN, READY, RETIRED, BackendTable
 
 
 class Conn:

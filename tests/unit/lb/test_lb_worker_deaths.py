@@ -8,8 +8,8 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from farmhand.api.metrics import Snapshot, render
-from farmhand.lb import histogram
-from farmhand.lb import stats as lb_stats
+from farmhand.lb.builtin import histogram
+from farmhand.lb.builtin import stats as lb_stats
 from farmhand.lb.settings import EngineSettings
 
 SETTINGS = EngineSettings(role="web", listen_host="127.0.0.1", listen_port=8080, workers=2)

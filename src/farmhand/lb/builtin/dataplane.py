@@ -1,4 +1,4 @@
-"""The controller's handle on the builtin engine (``farmhand.lb.engine``).
+"""The controller's handle on the builtin engine (``farmhand.lb.builtin.engine``).
 
 The handle holds no state worth losing: everything lives in the engine process and in
 ``RUN_DIR`` (``engine.json``, ``engine.pid``, ``control.sock``, ``engine.log``). A controller
@@ -23,7 +23,7 @@ from typing import Any
 from farmhand import control_channel
 from farmhand.dataplane import Backend
 from farmhand.errors import LbError
-from farmhand.lb.engine import write_settings
+from farmhand.lb.builtin.engine import write_settings
 from farmhand.lb.settings import EngineSettings
 
 START_TIMEOUT = 30.0
@@ -92,7 +92,7 @@ class BuiltinDataPlane:
         settings_path = self.run_dir / "engine.json"
         write_settings(settings_path, self.settings)
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "farmhand.lb.engine", str(settings_path),
+            sys.executable, "-m", "farmhand.lb.builtin.engine", str(settings_path),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             start_new_session=True,
         )

@@ -18,10 +18,10 @@ import asyncio
 import time
 from typing import Any
 
-from farmhand.lb.context import Context
-from farmhand.lb.histogram import bucket_of
-from farmhand.lb.retry import ejects, failure_of, may_retry
-from farmhand.lb.table import Slot
+from farmhand.lb.builtin.context import Context
+from farmhand.lb.builtin.histogram import bucket_of
+from farmhand.lb.builtin.retry import ejects, failure_of, may_retry
+from farmhand.lb.builtin.table import Slot
 
 PAUSE_AT = 256 << 10
 _perf = time.perf_counter
@@ -61,7 +61,7 @@ class TcpClient(asyncio.Protocol):
         listener.active += 1
         self.t0 = _perf()
         if ctx.settings.balance == "source":
-            from farmhand.lb.balance import hash64
+            from farmhand.lb.builtin.balance import hash64
 
             peer = transport.get_extra_info("peername")
             self.key = hash64(peer[0] if peer else "")

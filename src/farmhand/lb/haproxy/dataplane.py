@@ -29,8 +29,8 @@ from typing import Any
 from farmhand import control_channel
 from farmhand.dataplane import Backend
 from farmhand.errors import LbError
-from farmhand.lb import haproxy_config as hc
 from farmhand.lb import owner
+from farmhand.lb.haproxy import config as hc
 from farmhand.lb.settings import EngineSettings
 
 START_TIMEOUT = 15.0

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import httptools
 
-from farmhand.lb.context import Context
-from farmhand.lb.retry import Failure, failure_of
-from farmhand.lb.table import READY, Slot
+from farmhand.lb.builtin.context import Context
+from farmhand.lb.builtin.retry import Failure, failure_of
+from farmhand.lb.builtin.table import READY, Slot
 
 if TYPE_CHECKING:
-    from farmhand.lb.http_proxy import ClientSide
+    from farmhand.lb.builtin.http_proxy import ClientSide
 
 _ResponseParser = httptools.HttpResponseParser
 _ParserError = httptools.HttpParserError

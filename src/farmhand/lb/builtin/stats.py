@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from farmhand.lb import histogram
+from farmhand.lb.builtin import histogram
 from farmhand.lb.settings import EngineSettings
 
 COUNTERS = ("connections", "requests", "bytes_in", "bytes_out", "errors", "retries", "active")

@@ -1,6 +1,6 @@
 """The builtin engine's supervisor: the process the controller starts, finds and steers.
 
-``python -m farmhand.lb.engine RUN_DIR/engine.json`` daemonizes (own session, std streams to
+``python -m farmhand.lb.builtin.engine RUN_DIR/engine.json`` daemonizes (own session, std streams to
 ``engine.log``), takes an exclusive lock on ``engine.pid`` for its whole life (so there is
 never a second engine for a role), binds one SO_REUSEPORT listening socket per worker
 (after probing that no other balancer or program holds the address: ``owner``),
@@ -39,9 +39,9 @@ import uvloop
 
 from farmhand import control_channel
 from farmhand.lb import owner
-from farmhand.lb import stats as lb_stats
-from farmhand.lb.health import Readmitter
-from farmhand.lb.link import Link, Message, open_link
+from farmhand.lb.builtin import stats as lb_stats
+from farmhand.lb.builtin.health import Readmitter
+from farmhand.lb.builtin.link import Link, Message, open_link
 from farmhand.lb.settings import EngineSettings
 
 READY_TIMEOUT = 20.0
@@ -84,7 +84,7 @@ class WorkerProcess:
         self.started_at = time.monotonic()
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "farmhand.lb.worker",
+                sys.executable, "-m", "farmhand.lb.builtin.worker",
                 "--listen-fd", str(listen_fd), "--link-fd", str(theirs.fileno()),
                 str(self.supervisor.settings_path),
                 pass_fds=(listen_fd, theirs.fileno()),
@@ -426,7 +426,7 @@ def daemonize(log_path: Path) -> int | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="farmhand.lb.engine")
+    parser = argparse.ArgumentParser(prog="farmhand.lb.builtin.engine")
     parser.add_argument("settings", type=Path, help="engine.json written by the controller's handle")
     parser.add_argument("--foreground", action="store_true", help="do not detach (for debugging)")
     args = parser.parse_args(argv)

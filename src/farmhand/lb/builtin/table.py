@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from farmhand.lb import histogram
-from farmhand.lb.balance import Balancer, make_balancer
+from farmhand.lb.builtin import histogram
+from farmhand.lb.builtin.balance import Balancer, make_balancer
 
 READY = "ready"
 DRAIN = "drain"

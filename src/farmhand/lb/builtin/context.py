@@ -14,8 +14,8 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from farmhand.lb.builtin.table import BackendTable, Counters, Slot
 from farmhand.lb.settings import EngineSettings
-from farmhand.lb.table import BackendTable, Counters, Slot
 
 TICK = 0.25
 """Seconds between sweeps; timeouts are precise to one tick."""

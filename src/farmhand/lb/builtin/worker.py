@@ -1,7 +1,7 @@
 """One worker process of the builtin engine: serves its share of the listener.
 
-Started by the supervisor (``farmhand.lb.engine``) as
-``python -m farmhand.lb.worker --listen-fd N --link-fd M engine.json``: the listening
+Started by the supervisor (``farmhand.lb.builtin.engine``) as
+``python -m farmhand.lb.builtin.worker --listen-fd N --link-fd M engine.json``: the listening
 socket (one SO_REUSEPORT socket per worker, created and kept open by the supervisor so a
 restarted worker picks up connections queued meanwhile) and its link to the supervisor are
 inherited file descriptors. The worker answers the supervisor's requests (``set_backends``,
@@ -24,9 +24,9 @@ from typing import Any
 
 import uvloop
 
-from farmhand.lb import histogram
-from farmhand.lb.context import TICK, Context
-from farmhand.lb.link import Link, Message, open_link
+from farmhand.lb.builtin import histogram
+from farmhand.lb.builtin.context import TICK, Context
+from farmhand.lb.builtin.link import Link, Message, open_link
 from farmhand.lb.settings import EngineSettings
 
 STOP_GRACE_MAX = 10.0
@@ -91,10 +91,10 @@ class Worker:
     def protocol_factory(self) -> Any:
         ctx = self.ctx
         if ctx.settings.mode == "tcp":
-            from farmhand.lb.tcp_proxy import TcpClient
+            from farmhand.lb.builtin.tcp_proxy import TcpClient
 
             return lambda: TcpClient(ctx)
-        from farmhand.lb.http_proxy import ClientSide
+        from farmhand.lb.builtin.http_proxy import ClientSide
 
         return lambda: ClientSide(ctx)
 
@@ -153,7 +153,7 @@ class Worker:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="farmhand.lb.worker")
+    parser = argparse.ArgumentParser(prog="farmhand.lb.builtin.worker")
     parser.add_argument("--listen-fd", type=int, required=True)
     parser.add_argument("--link-fd", type=int, required=True)
     parser.add_argument("settings", type=Path)

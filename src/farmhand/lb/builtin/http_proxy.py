@@ -28,12 +28,12 @@ from typing import Any
 
 import httptools
 
-from farmhand.lb import messages
-from farmhand.lb.context import Context
-from farmhand.lb.histogram import bucket_of
-from farmhand.lb.http_backend import BackendSide
-from farmhand.lb.retry import IDEMPOTENT_METHODS, Failure, ejects, may_retry
-from farmhand.lb.table import READY, Slot
+from farmhand.lb.builtin import messages
+from farmhand.lb.builtin.context import Context
+from farmhand.lb.builtin.histogram import bucket_of
+from farmhand.lb.builtin.http_backend import BackendSide
+from farmhand.lb.builtin.retry import IDEMPOTENT_METHODS, Failure, ejects, may_retry
+from farmhand.lb.builtin.table import READY, Slot
 
 REPLAY_LIMIT = 256 << 10
 """Request bytes kept for a retry; a longer request is sent once (as HAProxy, one buffer)."""
@@ -112,7 +112,7 @@ class ClientSide(asyncio.Protocol):
         ip = peer[0] if peer else "unknown"
         self.xff = messages.forwarded_lines(ip)
         if ctx.settings.balance == "source":
-            from farmhand.lb.balance import hash64
+            from farmhand.lb.builtin.balance import hash64
 
             self.key = hash64(ip)
         ctx.clients.add(self)
