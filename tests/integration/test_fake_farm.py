@@ -160,8 +160,6 @@ async def test_fake_host_cut_off_has_its_nodes_placed_elsewhere(tmp_path: Path) 
         assert ctl.ctx.hosts["sim-1"].state == "down"
 
 
-@pytest.mark.xfail(strict=True, reason="observe._stop_orphans takes a returning host's node for a wanted one when "
-                   "its name was reused elsewhere (lowest free slot): orphans must be matched by host and id")
 async def test_fake_host_that_returns_has_its_replaced_nodes_stopped(tmp_path: Path) -> None:
     farm_toml = fake_farm(hosts=3, per_host=4, nodes=6, farm='host_timeout = "1s"')
     async with controller(tmp_path, farm_toml) as (ctl, world):

@@ -45,12 +45,14 @@ def test_spread_migrate_and_drain_host(make_farm: Callable[..., Farm], tmp_path)
     wait_for(lambda: victim["id"] not in {n["id"] for n in farm.nodes("web")}
              and len(farm.ready_nodes("web")) == 4, 30, "the migration to finish")
     assert sorted(n["host"] for n in farm.nodes("web")) == ["a", "b", "b", "b"]
+    moved = f"{victim['id']}.2"  # the replacement keeps the slot, one generation on
+    assert moved in {n["id"] for n in farm.nodes("web") if n["host"] == "b"}
     events = farm.events()
-    ready_at = next(e["seq"] for e in events if e["kind"] == "node.ready" and e["node"] == "web-5")
+    ready_at = next(e["seq"] for e in events if e["kind"] == "node.ready" and e["node"] == moved)
     stop_at = next(e["seq"] for e in events if e["kind"] == "node.stopping" and e["node"] == victim["id"])
     assert ready_at < stop_at, "the new node must be ready before the old one stops"
 
-    bad = farm.cli("migrate", "web-5", "--to", "nowhere", check=False)
+    bad = farm.cli("migrate", moved, "--to", "nowhere", check=False)
     assert bad.returncode == 1 and "no host 'nowhere'" in bad.stderr
 
     farm.cli("drain-host", "a")
@@ -58,7 +60,7 @@ def test_spread_migrate_and_drain_host(make_farm: Callable[..., Farm], tmp_path)
              60, "every node to leave host a")
     listing = farm.cli("hosts").stdout
     assert "drained" in listing
-    refused = farm.cli("migrate", "web-5", "--to", "a", check=False)
+    refused = farm.cli("migrate", moved, "--to", "a", check=False)
     assert refused.returncode == 1 and "host a is drained" in refused.stderr
     farm.cli("undrain-host", "a")
     farm.cli("scale", "web", "5")

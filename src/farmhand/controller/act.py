@@ -1,5 +1,12 @@
 """Act: carry out the decided actions. Each one is written to the store first, then done,
-so a controller that dies between the two finds the intent and finishes the job."""
+so a controller that dies between the two finds the intent and finishes the job.
+
+A tick's actions run in three phases: the ones that only write (create, mark, fail, drain,
+forget) in one transaction; then stops and kills, each written before its signal; then starts,
+in parallel across hosts and in order on each host (a port is picked, written, then used).
+A tick that creates 500 nodes on 500 hosts thus waits for the slowest host, not for all of
+them in a row, and writes its bookkeeping with one commit.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +26,7 @@ from farmhand.units import format_duration
 log = logging.getLogger(__name__)
 REPEATED_EVERY_TICK = frozenset({"node.unplaceable"})
 BACKGROUND_TIMEOUT = 30.0
+START_FANOUT = 64
 
 
 class Actor:
@@ -30,11 +38,45 @@ class Actor:
         again every tick, but said once until something changes."""
 
     async def run(self, actions: list[a.Action]) -> None:
-        for action in actions:
-            try:
-                await self.one(action)
-            except FarmhandError as error:
-                self.ctx.events.add("controller.error", f"{type(action).__name__}: {error}")
+        writes = [x for x in actions if not isinstance(x, (a.StartNode, a.StopNode, a.KillNode))]
+        signals = [x for x in actions if isinstance(x, (a.StopNode, a.KillNode))]
+        starts = [x for x in actions if isinstance(x, a.StartNode)]
+        with self.ctx.store.batch():
+            for write in writes:
+                await self._one_reported(write)
+        for signal in signals:
+            await self._one_reported(signal)
+        if starts:
+            await self._start_all(starts)
+
+    async def _one_reported(self, action: a.Action) -> None:
+        try:
+            await self.one(action)
+        except FarmhandError as error:
+            self.ctx.events.add("controller.error", f"{type(action).__name__}: {error}")
+
+    async def _start_all(self, starts: list[a.StartNode]) -> None:
+        """Start nodes host by host, hosts in parallel (at most START_FANOUT at once)."""
+        by_host: dict[str, list[a.StartNode]] = {}
+        for action in starts:
+            node = self._node(action.node_id)
+            if node is not None:
+                by_host.setdefault(node.host, []).append(action)
+        taken: dict[str, set[int]] = {host: set() for host in by_host}
+        for node in self.ctx.store.nodes():
+            if node.host in taken and node.port:
+                taken[node.host].add(node.port)
+        fanout = asyncio.Semaphore(START_FANOUT)
+
+        async def on_host(host: str, actions: list[a.StartNode]) -> None:
+            async with fanout:
+                for action in actions:
+                    try:
+                        await self._start(action.node_id, self.ctx.clock.now(), taken[host])
+                    except FarmhandError as error:
+                        self.ctx.events.add("controller.error", f"StartNode: {error}")
+
+        await asyncio.gather(*(on_host(host, actions) for host, actions in by_host.items()))
 
     async def one(self, action: a.Action) -> None:
         ctx, now = self.ctx, self.ctx.clock.now()
@@ -46,7 +88,7 @@ class Actor:
                 ctx.store.put_node(node)
                 ctx.events.add("node.created", f"{node.id} on {node.host}: {action.reason}", node.role, node.id)
             case a.StartNode():
-                await self._start(action.node_id, now)
+                await self._start(action.node_id, now, None)
             case a.MarkRunning():
                 if ready := self._node(action.node_id):
                     node = ready
@@ -89,15 +131,19 @@ class Actor:
     def _node(self, node_id: str) -> NodeRecord | None:
         return self.ctx.store.node(node_id)
 
-    async def _start(self, node_id: str, now: float) -> None:
+    async def _start(self, node_id: str, now: float, ports_taken: set[int] | None) -> None:
+        """Start one node; ``ports_taken`` holds the ports of its host's nodes (and gets the
+        one picked), or None to read them from the store."""
         ctx = self.ctx
         node = self._node(node_id)
         role = ctx.spec.roles.get(node.role) if node else None
         driver = ctx.drivers.get(node.host) if node else None
         if node is None or role is None or driver is None:
             return
+        if ports_taken is None:
+            ports_taken = {n.port for n in ctx.store.nodes() if n.host == node.host and n.port}
         try:
-            port = await self._port_for(node)
+            port = await self._port_for(node, ports_taken)
         except DriverError as error:
             self._start_failed(node, str(error), now)
             return
@@ -121,7 +167,7 @@ class Actor:
         where = f" on port {port}" if port else ""
         ctx.events.add("node.started", f"{node.id} started on {node.host}{where} (pid {running.pid})", node.role, node.id)
 
-    async def _port_for(self, node: NodeRecord) -> int | None:
+    async def _port_for(self, node: NodeRecord, ports_taken: set[int]) -> int | None:
         ctx = self.ctx
         role = ctx.spec.roles[node.role]
         driver = ctx.drivers[node.host]
@@ -131,10 +177,13 @@ class Actor:
             if not await driver.port_is_free(role.port):
                 raise PortInUse(node.host, role.port)
             return role.port
-        taken = {n.port for n in ctx.store.nodes() if n.host == node.host and n.port and n.id != node.id}
+        taken = ports_taken - {node.port}
         if node.port and node.port not in taken and await driver.port_is_free(node.port):
-            return node.port
-        return await driver.pick_free_port(taken)
+            port = node.port
+        else:
+            port = await driver.pick_free_port(taken)
+        ports_taken.add(port)
+        return port
 
     def _start_failed(self, node: NodeRecord, reason: str, now: float) -> None:
         """A start that failed before any process ran counts as an early failure."""

@@ -122,10 +122,12 @@ async def _stop_orphans(ctx: FarmContext, listed: dict[str, dict[str, RunningNod
     that were placed elsewhere meanwhile): stop them, then kill them after a grace."""
     for host_name, running_nodes in listed.items():
         for node_id, running in running_nodes.items():
-            if not running.alive or node_id in known:
-                orphans.pop(node_id, None)
+            key = f"{host_name}/{node_id}"  # a name can be reused on another host meanwhile
+            wanted = known.get(node_id)
+            if not running.alive or (wanted is not None and wanted.host == host_name):
+                orphans.pop(key, None)
                 continue
-            first_seen = orphans.setdefault(node_id, now)
+            first_seen = orphans.setdefault(key, now)
             driver = ctx.drivers[host_name]
             if first_seen == now:
                 ctx.events.add("node.orphan", f"{node_id}: process {running.pid} on {host_name} is not wanted; stopping it",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from contextlib import AbstractContextManager
 
 from farmhand.records import Event, NodeRecord, RoleState
 
@@ -42,6 +43,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def set_meta(self, key: str, value: str | None) -> None: ...
+
+    @abc.abstractmethod
+    def batch(self) -> AbstractContextManager[None]:
+        """Group the writes made inside into one transaction (a tick's actions)."""
 
     @abc.abstractmethod
     def close(self) -> None: ...
