@@ -14,6 +14,9 @@ Where things live (an engine is a package here plus its line in ``farmhand.regis
   process, the workers' hot path and their pure parts (its docstring lists them);
 - ``haproxy/``: the HAProxy engine: its handle (``haproxy.dataplane``) and its pure config
   and stats parsing (``haproxy.config``).
+- ``engine`` and ``worker``: only the command-line names of the builtin engine's processes
+  (``python -m farmhand.lb.engine``, ``python -m farmhand.lb.worker``), which ``ps`` shows
+  and ``owner`` recognises; they call ``main`` in ``builtin/``.
 
 The two engines import nothing of each other, and nothing outside ``farmhand.lb`` imports
 either of them (import-linter contracts in ``pyproject.toml``): the rest of farmhand sees a

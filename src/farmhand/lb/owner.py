@@ -69,7 +69,7 @@ def _after(args: list[str], flag: str) -> str | None:
 def describe(pid: int) -> str:
     """How an error names process ``pid``: a farmhand balancer by role and folder."""
     args = _cmdline(pid)
-    if "farmhand.lb.builtin.engine" in args or "farmhand.lb.builtin.worker" in args:
+    if "farmhand.lb.engine" in args or "farmhand.lb.worker" in args:
         settings = Path(args[-1])
         role = "?"
         with contextlib.suppress(OSError, ValueError, KeyError):

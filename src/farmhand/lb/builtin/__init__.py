@@ -3,7 +3,9 @@
 A supervisor process (``engine``) holds the listening socket and starts ``workers`` worker
 processes that share it; the handle (``dataplane.BuiltinDataPlane``) starts or adopts the
 supervisor and talks to it over its control socket. The stats it answers are described in
-``farmhand.lb``.
+``farmhand.lb``. The processes are started as ``python -m farmhand.lb.engine`` and
+``python -m farmhand.lb.worker``: two entries at ``farmhand.lb``'s top level that only call
+``main`` here, so the command lines ``ps`` shows stayed what they were before this package.
 
 Modules, from the handle down:
 

@@ -92,7 +92,7 @@ class BuiltinDataPlane:
         settings_path = self.run_dir / "engine.json"
         write_settings(settings_path, self.settings)
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "farmhand.lb.builtin.engine", str(settings_path),
+            sys.executable, "-m", "farmhand.lb.engine", str(settings_path),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             start_new_session=True,
         )

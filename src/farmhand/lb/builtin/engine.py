@@ -1,7 +1,7 @@
 """The builtin engine's supervisor: the process the controller starts, finds and steers.
 
-``python -m farmhand.lb.builtin.engine RUN_DIR/engine.json`` daemonizes (own session, std streams to
-``engine.log``), takes an exclusive lock on ``engine.pid`` for its whole life (so there is
+``python -m farmhand.lb.engine RUN_DIR/engine.json`` (an entry that runs ``main`` here)
+daemonizes (own session, std streams to ``engine.log``), takes an exclusive lock on ``engine.pid`` for its whole life (so there is
 never a second engine for a role), binds one SO_REUSEPORT listening socket per worker
 (after probing that no other balancer or program holds the address: ``owner``),
 starts the workers, answers the control socket ``control.sock``, and only then tells its
@@ -84,7 +84,7 @@ class WorkerProcess:
         self.started_at = time.monotonic()
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "farmhand.lb.builtin.worker",
+                sys.executable, "-m", "farmhand.lb.worker",
                 "--listen-fd", str(listen_fd), "--link-fd", str(theirs.fileno()),
                 str(self.supervisor.settings_path),
                 pass_fds=(listen_fd, theirs.fileno()),
@@ -426,7 +426,7 @@ def daemonize(log_path: Path) -> int | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="farmhand.lb.builtin.engine")
+    parser = argparse.ArgumentParser(prog="farmhand.lb.engine")
     parser.add_argument("settings", type=Path, help="engine.json written by the controller's handle")
     parser.add_argument("--foreground", action="store_true", help="do not detach (for debugging)")
     args = parser.parse_args(argv)

@@ -1,7 +1,7 @@
 """One worker process of the builtin engine: serves its share of the listener.
 
 Started by the supervisor (``farmhand.lb.builtin.engine``) as
-``python -m farmhand.lb.builtin.worker --listen-fd N --link-fd M engine.json``: the listening
+``python -m farmhand.lb.worker --listen-fd N --link-fd M engine.json``: the listening
 socket (one SO_REUSEPORT socket per worker, created and kept open by the supervisor so a
 restarted worker picks up connections queued meanwhile) and its link to the supervisor are
 inherited file descriptors. The worker answers the supervisor's requests (``set_backends``,
@@ -153,7 +153,7 @@ class Worker:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="farmhand.lb.builtin.worker")
+    parser = argparse.ArgumentParser(prog="farmhand.lb.worker")
     parser.add_argument("--listen-fd", type=int, required=True)
     parser.add_argument("--link-fd", type=int, required=True)
     parser.add_argument("settings", type=Path)
