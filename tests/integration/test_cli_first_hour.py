@@ -163,7 +163,7 @@ def test_the_farm_is_found_with_farm_before_or_after_the_verb_or_from_the_enviro
     assert "`farmhand --farm farm/farm.toml status` from here, or `cd farm`" in started.stdout
     for args, env in ((("--farm", "farm/farm.toml", "status", "--json"), None),
                       (("status", "--json", "--farm", "farm/farm.toml"), None),
-                      (("status", "--json"), {"FARMHAND_FARM": "farm/farm.toml"})):
+                      (("status", "--json"), {"FARMHAND_FILE": "farm/farm.toml"})):
         result = run(*args, cwd=parent, env=env)
         assert result.returncode == 0, (args, result.stderr)
         assert json.loads(result.stdout)["farm"] == "t"

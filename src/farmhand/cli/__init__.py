@@ -1,6 +1,6 @@
 """The `farmhand` command. `check` and `up` work on the farm file; every other verb is a
 client of the running controller's API, found through the farm's .farmhand/ folder: beside
-``--farm FILE`` (before or after the verb, or $FARMHAND_FARM), else in this folder or above.
+``--farm FILE`` (before or after the verb, or $FARMHAND_FILE), else in this folder or above.
 
 Each verb imports what it needs when it runs (the HTTP client, rich, the spec, the
 controller), so `farmhand --help` and `farmhand status` start fast; bench/cli_speed.py

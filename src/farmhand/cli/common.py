@@ -8,7 +8,6 @@ uses them.
 from __future__ import annotations
 
 import os
-import re
 import sys
 from functools import cache
 from pathlib import Path
@@ -24,12 +23,11 @@ if TYPE_CHECKING:
     from farmhand.cli.client import ApiClient
     from farmhand.store.statedir import StateDir
 
-FARM_ENV = "FARMHAND_FARM"
+FARM_ENV = "FARMHAND_FILE"
+"""Not FARMHAND_FARM: that one is the farm id every node carries in its environment."""
 DEFAULT_FARM = "farm.toml"
-FARM_ID = re.compile(r"[0-9a-f]{16}")
-"""What a node finds in FARMHAND_FARM (the farm id its driver tags it with), not a file."""
 FARM_HELP = "The farm file (its .farmhand/ folder is used), before or after the verb. " \
-            "Default: $FARMHAND_FARM, else .farmhand/ in this folder or above."
+            "Default: $FARMHAND_FILE, else .farmhand/ in this folder or above."
 
 
 def remember_farm_option(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
@@ -38,8 +36,6 @@ def remember_farm_option(ctx: click.Context, param: click.Parameter, value: Path
         return
     source = ctx.get_parameter_source(param.name or "farm")
     from_env = source is click.core.ParameterSource.ENVIRONMENT
-    if from_env and FARM_ID.fullmatch(str(value)) and not value.exists():
-        return  # run inside a node: FARMHAND_FARM is the node's farm id
     root = ctx.find_root()
     root.meta["farmhand.farm"] = value
     root.meta["farmhand.farm_from_env"] = from_env
@@ -57,7 +53,7 @@ def given_farm(ctx: click.Context) -> Path | None:
 
 
 def farm_file_for(ctx: click.Context, positional: Path | None, verb: str) -> Path:
-    """The farm file `check` and `up` work on: the argument, else --farm / $FARMHAND_FARM,
+    """The farm file `check` and `up` work on: the argument, else --farm / $FARMHAND_FILE,
     else ./farm.toml when it exists; never a silent guess at a file that is not there."""
     given = given_farm(ctx)
     if positional is not None:

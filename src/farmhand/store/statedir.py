@@ -66,7 +66,7 @@ class StateDir:
                 return cls(folder / STATE_DIR_NAME)
         hints = [cls._hint(state, here) for state in cls.running_below(here)]
         message = f"no {STATE_DIR_NAME}/ in {here} or above: run this in the farm's folder " \
-                  "(where `farmhand up` ran), or pass --farm FILE (or set FARMHAND_FARM)"
+                  "(where `farmhand up` ran), or pass --farm FILE (or set FARMHAND_FILE)"
         if hints:
             message += "\nfarms running below this folder:\n  " + "\n  ".join(hints)
         raise StateError(message)
