@@ -10,10 +10,12 @@ checks it is the right kind of class.
 Adding a driver: a module under ``farmhand/drivers/`` implementing ``Driver``, plus one line
 in ``DRIVERS``.
 
-Adding a load-balancer engine: a package ``farmhand/lb/NAME/`` whose ``dataplane`` module
-has a class implementing ``farmhand.dataplane.DataPlane`` and built as
-``Class(settings: EngineSettings, run_dir: Path)`` (see ``farmhand.lb.make_data_plane``),
-plus one line in ``ENGINES``. Its stats answer the format documented in ``farmhand.lb``.
+Adding a load-balancer engine: one module, ``farmhand/lb/NAME/dataplane.py``, with a class
+implementing ``farmhand.dataplane.DataPlane`` that is built as ``Class(settings, run_dir)``
+(``farmhand.lb.settings.EngineSettings`` and the engine's own folder; see
+``farmhand.lb.make_data_plane``) and whose stats answer the format documented in
+``farmhand.lb``, plus one line in ``ENGINES``. Whatever else the engine needs lives beside
+that module in ``farmhand/lb/NAME/``; nothing else in farmhand changes.
 
 Metrics get their own table here in the same shape when they move over.
 """
