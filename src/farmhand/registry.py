@@ -15,7 +15,8 @@ implementing ``farmhand.dataplane.DataPlane`` that is built as ``Class(settings,
 (``farmhand.lb.settings.EngineSettings`` and the engine's own folder; see
 ``farmhand.lb.make_data_plane``) and whose stats answer the format documented in
 ``farmhand.lb``, plus one line in ``ENGINES``. Whatever else the engine needs lives beside
-that module in ``farmhand/lb/NAME/``; nothing else in farmhand changes.
+that module in ``farmhand/lb/NAME/`` (its ``__init__.py`` may be empty); list the package in
+the engines' import-linter contracts (``pyproject.toml``) so it stays to itself.
 
 Metrics get their own table here in the same shape when they move over.
 """
