@@ -8,98 +8,146 @@ min and max" lives in exactly one place. Each validates what it is given and rai
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+from farmhand.controller.decide.health_state import (
+    CheckState as CheckState,  # re-exported for the faces
+)
 from farmhand.controller.decide.reconcile import count_source, wanted_count
 from farmhand.controller.loop import Controller
-from farmhand.errors import FarmhandError, RequestError
+from farmhand.dataplane import PlaneStats
+from farmhand.errors import RequestError
 from farmhand.records import ACTIVE_STATES, Event, Health, Mark, NodeRecord, NodeState, RoleState
 from farmhand.spec.load import total_capacity
-from farmhand.spec.models import MAX_ROLE_NODES
+from farmhand.spec.models import MAX_ROLE_NODES, RoleSpec
 
 STATUS_VERSION = 1
+Farm = Controller
+"""What the faces hold and pass to every intent; they never look inside it (pyproject's
+import-linter contract keeps the API and the CLI from importing the controller)."""
 
 
-async def status(ctl: Controller) -> dict[str, Any]:
-    """The farm as one JSON object; the keys listed in the README are a stable contract."""
-    ctx = ctl.ctx
-    now = ctx.clock.now()
-    nodes = ctx.store.nodes()
-    roles = ctx.store.roles()
-    lb_stats = await ctl.data_plane_stats()
-    role_rows = []
-    for name, role in ctx.spec.roles.items():
-        mine = [n for n in nodes if n.role == name]
-        state = roles.get(name, RoleState(name))
-        role_rows.append({
-            "name": name,
-            "wanted": wanted_count(role, state),
-            "running": sum(1 for n in mine if n.state in (NodeState.STARTING, NodeState.RUNNING) and n.pid),
-            "healthy": sum(1 for n in mine if n.state == NodeState.RUNNING),
-            "wanted_by": count_source(role, state),
-            "lb": role.lb.listen if role.lb else None,
-            "lb_mode": role.lb.mode if role.lb else None,
-            "lb_state": _lb_state(ctl, name, role),
-            "lb_error": ctl.data_plane_error(name),
-            "lb_stats": lb_stats.get(name),
-            "min": role.lower_bound,
-            "max": role.upper_bound,
-            "failures": state.failures,
-            "backoff_until": state.backoff_until if state.backoff_until > now else None,
-            "metrics": ctl.autoscaler.current(name),
-            "autoscale": _autoscale_row(ctl, name),
-        })
-    node_rows = [_node_row(ctl, node, now) for node in nodes]
+NODE_LIST_LIMIT = 1000
+"""Above this many nodes, `status` lists only the nodes that are not running and healthy
+(with the counts of all of them), unless the full list is asked for: a farm of 10,000 nodes
+answers in milliseconds and a person reads what needs attention."""
+
+
+async def status(ctl: Controller, nodes: str = "auto") -> dict[str, Any]:
+    """The farm as one JSON object; the keys listed in the README are a stable contract.
+
+    ``nodes``: "all" lists every node, "summary" only those not running healthy, "auto" (the
+    default) all up to NODE_LIST_LIMIT nodes. ``nodes_total`` and each role's ``states``
+    always count every node.
+    """
+    if nodes not in ("auto", "all", "summary"):
+        raise RequestError(f'nodes must be "all", "summary" or "auto", not {nodes!r}', "nodes")
+    spec = ctl.spec
+    now = ctl.now()
+    records = ctl.nodes()
+    roles = ctl.role_states()
+    plane_stats = await ctl.plane_stats()
+    by_role: dict[str, list[NodeRecord]] = {name: [] for name in spec.roles}
+    per_host: dict[str, int] = dict.fromkeys(spec.hosts, 0)
+    for node in records:
+        by_role.setdefault(node.role, []).append(node)
+        per_host[node.host] = per_host.get(node.host, 0) + 1
+    rows = [_node_row(ctl, node, now) for node in records]
+    complete = nodes == "all" or (nodes == "auto" and len(records) <= NODE_LIST_LIMIT)
+    shown = rows if complete else [row for row in rows if (row["state"], row["health"]) != ("running", "healthy")]
+    role_rows = [_role_row(ctl, name, role, by_role.get(name, []), roles.get(name, RoleState(name)),
+                           plane_stats.get(name), now)
+                 for name, role in spec.roles.items()]
     host_rows = []
-    for name, host in ctx.spec.hosts.items():
-        status_ = ctx.hosts.get(name)
-        driver = ctx.drivers.get(name)
+    for name, host in spec.hosts.items():
+        state = ctl.host_state(name)
         host_rows.append({
-            "name": name,
-            "driver": host.driver,
-            "state": status_.state if status_ else "up",
-            "drained": bool(status_ and status_.drained),
-            "address": driver.address if driver else host.address,
-            "nodes": sum(1 for n in nodes if n.host == name),
-            "reason": status_.reason if status_ else "",
-            "labels": host.labels,
+            "name": name, "driver": host.driver, "state": state.state, "drained": state.drained,
+            "address": ctl.host_address(name) or host.address, "nodes": per_host.get(name, 0),
+            "reason": state.reason, "labels": host.labels,
         })
-    return {"version": STATUS_VERSION, "farm": ctx.spec.name, "time": now, "shutting_down": ctl.shutting_down,
-            "roles": role_rows, "nodes": node_rows, "hosts": host_rows}
+    return {"version": STATUS_VERSION, "farm": spec.name, "time": now, "shutting_down": ctl.shutting_down,
+            "roles": role_rows, "nodes": shown, "nodes_total": len(records), "nodes_complete": complete,
+            "hosts": host_rows}
+
+
+def _role_row(ctl: Controller, name: str, role: RoleSpec, mine: list[NodeRecord], state: RoleState,
+              stats: PlaneStats | None, now: float) -> dict[str, Any]:
+    metrics = ctl.role_metrics(name)
+    states: dict[str, int] = {}
+    for node in mine:
+        states[node.state.value] = states.get(node.state.value, 0) + 1
+    return {
+        "name": name,
+        "wanted": wanted_count(role, state),
+        "running": sum(1 for n in mine if n.state in (NodeState.STARTING, NodeState.RUNNING) and n.pid),
+        "healthy": states.get(NodeState.RUNNING.value, 0),
+        "states": states,
+        "count": role.count,
+        "wanted_by": count_source(role, state),
+        "lb": role.lb.listen if role.lb else None,
+        "lb_mode": role.lb.mode if role.lb else None,
+        "lb_state": None if role.lb is None else ("listening" if ctl.plane_running(name) else "broken"),
+        "lb_error": ctl.plane_error(name),
+        "lb_stats": dict(stats.raw) if stats is not None else None,
+        "requests_per_s": request_rate(role, metrics, stats),
+        "min": role.lower_bound,
+        "max": role.upper_bound,
+        "failures": state.failures,
+        "backoff_until": state.backoff_until if state.backoff_until > now else None,
+        "metrics": metrics,
+        "autoscale": _autoscale_row(ctl, name),
+    }
+
+
+def request_rate(role: RoleSpec, metrics: dict[str, float], stats: PlaneStats | None) -> float | None:
+    """The one requests/s figure shown for a role (status, dashboard table, charts): the
+    controller's own (counter deltas between two samples a second or two apart) when it has
+    one, else the balancer's 10-second average, else None (no balancer).
+
+    One rule, because the two differ for up to ten seconds after traffic changes (the average
+    lags: 8 req/s beside the controller's 0 once a load stopped)."""
+    if role.lb is None:
+        return None
+    value = metrics.get("requests_per_s")
+    if value is None and stats is not None:
+        value = stats.requests_per_s
+    return round(value, 3) if value is not None else None
 
 
 def _node_row(ctl: Controller, node: NodeRecord, now: float) -> dict[str, Any]:
     role = ctl.spec.roles.get(node.role)
     if role is not None and role.health is not None and node.state in (NodeState.STARTING, NodeState.RUNNING):
-        health = ctl.ctx.health.state(node.id).status
+        health = ctl.health(node.id).status
     elif node.state == NodeState.RUNNING:
         health = Health.HEALTHY
     else:
         health = Health.UNKNOWN
+    metrics = ctl.node_metrics(node.id)
     return {
         "id": node.id, "role": node.role, "host": node.host, "pid": node.pid, "port": node.port,
         "state": node.state.value, "health": health.value, "started_at": node.started_at,
         "uptime": (now - node.started_at) if node.started_at and node.pid else None,
         "restarts": node.restarts, "reason": node.reason, "mark": node.mark.value or None,
         "state_since": node.state_since, "on_stop": node.on_stop.value,
-        "cpu": (metrics := ctl.autoscaler.node_current(node.id)).get("cpu"), "rss_mb": metrics.get("rss_mb"),
+        "cpu": metrics.get("cpu"), "rss_mb": metrics.get("rss_mb"),
     }
-
-
-def _lb_state(ctl: Controller, name: str, role: Any) -> str | None:
-    """"listening" while the role's data plane serves, "broken" while it cannot (see lb_error)."""
-    if role.lb is None:
-        return None
-    return "listening" if name in ctl.ctx.data_planes else "broken"
 
 
 def _autoscale_row(ctl: Controller, role: str) -> dict[str, Any] | None:
     """The last autoscaling decision of a role: bounds in force and why the count is what it is."""
-    decision = ctl.autoscaler.decisions.get(role)
+    decision = ctl.autoscale_decision(role)
     if decision is None:
         return None
     return {"min": decision.low, "max": decision.high, "reason": decision.reason}
+
+
+def health_checks(ctl: Controller) -> dict[str, CheckState]:
+    """The check state of every node whose role has a health check (for /metrics)."""
+    return {node.id: ctl.health(node.id) for node in ctl.nodes()
+            if (role := ctl.spec.roles.get(node.role)) is not None and role.health is not None}
 
 
 def scale(ctl: Controller, role_name: str, count: int) -> dict[str, Any]:
@@ -124,7 +172,7 @@ def stop_node(ctl: Controller, node_id: str) -> dict[str, Any]:
     role = _role(ctl, node.role)
     if node.mark == Mark.REMOVE or node.state not in ACTIVE_STATES:
         return {"node": node_id, "state": node.state.value, "message": f"{node_id} is already stopping"}
-    state = ctl.ctx.store.roles().get(node.role, RoleState(node.role))
+    state = ctl.role_states().get(node.role, RoleState(node.role))
     wanted = wanted_count(role, state)
     if wanted - 1 < role.lower_bound:
         raise RequestError(f"stopping {node_id} would take role {node.role} below its min ({role.lower_bound}); "
@@ -142,7 +190,7 @@ def replace_node(ctl: Controller, node_id: str) -> dict[str, Any]:
         raise RequestError(f"{node_id} is {node.state.value}; only a pending, starting or running node can be replaced",
                            "node", 409)
     ctl.mark(node_id, Mark.REPLACE)
-    ctl.ctx.events.add("node.replace", f"{node_id}: replacement requested", node.role, node_id)
+    ctl.note("node.replace", f"{node_id}: replacement requested", node.role, node_id)
     return {"node": node_id, "message": f"{node_id} will be replaced by a new node, then drained and stopped"}
 
 
@@ -155,16 +203,16 @@ def migrate(ctl: Controller, node_id: str, host: str) -> dict[str, Any]:
     target = _host(ctl, host, "host")
     if host == node.host:
         raise RequestError(f"{node_id} already runs on {host}", "host", 409)
-    status_ = ctl.ctx.hosts.get(host)
-    if status_ is not None and (status_.state != "up" or status_.drained):
-        raise RequestError(f"host {host} is {'drained' if status_.drained else status_.state}; "
+    state = ctl.host_state(host)
+    if state.state != "up" or state.drained:
+        raise RequestError(f"host {host} is {'drained' if state.drained else state.state}; "
                            "it takes no new nodes", "host", 409)
     role = _role(ctl, node.role)
     missing = {k: v for k, v in role.require.items() if target.labels.get(k) != v}
     if missing:
         raise RequestError(f"role {node.role} requires {missing} and host {host} does not have it", "host", 409)
     ctl.mark(node_id, Mark.REPLACE, move_to=host)
-    ctl.ctx.events.add("node.migrate", f"{node_id}: migrating from {node.host} to {host}", node.role, node_id)
+    ctl.note("node.migrate", f"{node_id}: migrating from {node.host} to {host}", node.role, node_id)
     return {"node": node_id, "from": node.host, "to": host,
             "message": f"{node_id} moves from {node.host} to {host}: new node first, then drain and stop"}
 
@@ -173,10 +221,10 @@ def drain_host(ctl: Controller, host: str) -> dict[str, Any]:
     """Move every node off a host (for maintenance) and keep new ones away."""
     _host(ctl, host, "host")
     ctl.set_drained(host, True)
-    moving = [n for n in ctl.ctx.store.nodes() if n.host == host and n.state in ACTIVE_STATES and n.mark != Mark.REMOVE]
+    moving = [n for n in ctl.nodes() if n.host == host and n.state in ACTIVE_STATES and n.mark != Mark.REMOVE]
     for node in moving:
         ctl.mark(node.id, Mark.REPLACE)
-    ctl.ctx.events.add("host.drain", f"host {host} drained: moving {len(moving)} node(s) off it")
+    ctl.note("host.drain", f"host {host} drained: moving {len(moving)} node(s) off it")
     return {"host": host, "moving": [n.id for n in moving],
             "message": f"host {host} drained; moving {len(moving)} node(s) to other hosts"}
 
@@ -184,32 +232,29 @@ def drain_host(ctl: Controller, host: str) -> dict[str, Any]:
 def undrain_host(ctl: Controller, host: str) -> dict[str, Any]:
     _host(ctl, host, "host")
     ctl.set_drained(host, False)
-    ctl.ctx.events.add("host.undrain", f"host {host} takes new nodes again")
+    ctl.note("host.undrain", f"host {host} takes new nodes again")
     return {"host": host, "message": f"host {host} takes new nodes again (running nodes do not move back)"}
 
 
 async def hosts(ctl: Controller) -> list[dict[str, Any]]:
-    """Hosts with their state, load, capacity used and nodes (load asked live, briefly)."""
-    nodes = ctl.ctx.store.nodes()
+    """Hosts with their state, load, capacity used and nodes (load asked live, briefly, of
+    all hosts at once)."""
+    names = list(ctl.spec.hosts)
+    loads = await asyncio.gather(*(ctl.host_metrics(name) for name in names))
+    on_host: dict[str, list[str]] = {name: [] for name in names}
+    for node in ctl.nodes():
+        on_host.setdefault(node.host, []).append(node.id)
     rows = []
-    for name, spec in ctl.spec.hosts.items():
-        status_ = ctl.ctx.hosts.get(name)
-        driver = ctl.ctx.drivers.get(name)
-        load = None
-        if driver is not None and (status_ is None or status_.state == "up"):
-            try:
-                async with asyncio.timeout(2):
-                    metrics = await driver.host_metrics()
-                load = {"load1": metrics.load1, "cpus": metrics.cpu_count,
-                        "memory_available": metrics.memory_available, "memory_total": metrics.memory_total}
-            except (FarmhandError, TimeoutError, OSError):
-                load = None
-        mine = [n for n in nodes if n.host == name]
+    for name, metrics in zip(names, loads, strict=True):
+        spec = ctl.spec.hosts[name]
+        state = ctl.host_state(name)
+        load = None if metrics is None else {"load1": metrics.load1, "cpus": metrics.cpu_count,
+                                             "memory_available": metrics.memory_available,
+                                             "memory_total": metrics.memory_total}
         rows.append({
-            "name": name, "driver": spec.driver, "address": driver.address if driver else spec.address,
-            "state": status_.state if status_ else "up", "drained": bool(status_ and status_.drained),
-            "reason": status_.reason if status_ else "", "labels": spec.labels, "load": load,
-            "capacity": spec.capacity.nodes, "used": len(mine), "nodes": [n.id for n in mine],
+            "name": name, "driver": spec.driver, "address": ctl.host_address(name) or spec.address,
+            "state": state.state, "drained": state.drained, "reason": state.reason, "labels": spec.labels,
+            "load": load, "capacity": spec.capacity.nodes, "used": len(on_host[name]), "nodes": on_host[name],
         })
     return rows
 
@@ -224,31 +269,73 @@ def down(ctl: Controller) -> dict[str, Any]:
     return {"message": f"farm {ctl.spec.name} is stopping its nodes"}
 
 
+MAX_EVENTS = 10_000
+
+
 def events(ctl: Controller, after: int = 0, limit: int = 200) -> list[dict[str, Any]]:
-    return [event.to_json() for event in ctl.ctx.events.recent(after, limit)]
+    """Events after sequence number ``after``, oldest first, at most ``limit`` (the newest
+    ones when there are more): page forward by passing the last ``seq`` as ``after``."""
+    if limit < 1 or limit > MAX_EVENTS:
+        raise RequestError(f"limit must be 1 to {MAX_EVENTS}, not {limit}", "limit")
+    if after < 0:
+        raise RequestError(f"after must be 0 or more, not {after}", "after")
+    return [event.to_json() for event in ctl.events(after, limit)]
 
 
 def follow_events(ctl: Controller, after: int = 0) -> AsyncIterator[Event]:
-    return ctl.ctx.events.follow(after)
+    """Events after ``after``, then each new one; ends when the controller stops."""
+    return ctl.follow_events(after)
+
+
+def count_events(ctl: Controller, kinds: frozenset[str], after: int,
+                 into: dict[tuple[str, str], int]) -> int:
+    """Add to ``into`` how many events of each of ``kinds`` came after ``after``, by (kind,
+    role); returns the last seq read (pass it as ``after`` next time: only new events are read)."""
+    newest = ctl.events(0, 1)
+    top = (newest[-1].seq or 0) if newest else 0
+    if top <= after:
+        return after
+    for event in ctl.events(after, top - after):  # the store answers the newest `limit`: all of them
+        if event.kind in kinds:
+            key = (event.kind, event.role or "")
+            into[key] = into.get(key, 0) + 1
+    return top
 
 
 async def read_log(ctl: Controller, node_id: str, offset: int = 0) -> bytes:
     """A node's log from ``offset``; stopped nodes' logs stay readable on their last host."""
-    node = ctl.ctx.store.node(node_id)
-    if node is not None:
-        driver = ctl.ctx.drivers.get(node.host)
-        if driver is None:
-            raise RequestError(f"node {node_id} is on host {node.host}, which the farm no longer has", "node", 404)
-        return await driver.read_log(node_id, offset)
-    # a stopped node: its log stays where it ran (this machine's, for local hosts)
-    for driver in ctl.ctx.drivers.values():
-        if driver.kind == "local" and await driver.read_log(node_id, 0, 1):
-            return await driver.read_log(node_id, offset)
-    known = ", ".join(n.id for n in ctl.ctx.store.nodes()) or "none"
-    raise RequestError(f"no node {node_id!r} and no log of one (nodes: {known})", "node", 404)
+    if offset < 0:
+        raise RequestError(f"offset must be 0 or more, not {offset}", "offset")
+    return await ctl.read_log(node_id, offset)
 
 
-def _role(ctl: Controller, name: str) -> Any:
+def farm_name(ctl: Controller) -> str:
+    return ctl.spec.name
+
+
+def fixed_counts(ctl: Controller) -> dict[str, int | None]:
+    """Each role's count in the farm file (None for a role with min and max)."""
+    return {name: role.count for name, role in ctl.spec.roles.items()}
+
+
+def has_check(ctl: Controller, role: str) -> bool:
+    spec = ctl.spec.roles.get(role)
+    return spec is not None and spec.health is not None
+
+
+def is_stopped(ctl: Controller) -> bool:
+    """Whether the controller has stopped (streams end then)."""
+    return ctl.stopped.is_set()
+
+
+async def until_stopped(ctl: Controller, seconds: float) -> bool:
+    """Wait up to ``seconds``; True when the controller stopped meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(ctl.stopped.wait()), seconds)
+    return ctl.stopped.is_set()
+
+
+def _role(ctl: Controller, name: str) -> RoleSpec:
     role = ctl.spec.roles.get(name)
     if role is None:
         known = ", ".join(ctl.spec.roles) or "none"
@@ -264,8 +351,8 @@ def _host(ctl: Controller, name: str, field: str) -> Any:
 
 
 def _node(ctl: Controller, node_id: str) -> NodeRecord:
-    node = ctl.ctx.store.node(node_id)
+    node = ctl.node(node_id)
     if node is None:
-        known = ", ".join(n.id for n in ctl.ctx.store.nodes()) or "none"
+        known = ", ".join(n.id for n in ctl.nodes()) or "none"
         raise RequestError(f"no node {node_id!r} (nodes: {known})", "node", 404)
     return node

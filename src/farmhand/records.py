@@ -7,6 +7,7 @@ action that the controller writes to the store before acting on it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -83,6 +84,7 @@ def node_id(role: str, slot: int, generation: int = 1) -> str:
     return f"{role}-{slot}" if generation <= 1 else f"{role}-{slot}.{generation}"
 
 
+@functools.lru_cache(maxsize=1 << 17)
 def parse_node_id(text: str) -> tuple[str, int, int]:
     """``web-3.2`` -> ("web", 3, 2); a name of another form sorts as slot 0."""
     role, _, tail = text.rpartition("-")

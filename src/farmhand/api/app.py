@@ -8,7 +8,6 @@ checked here and refused with a 4xx that names the field."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import AsyncIterator, Iterable
@@ -22,7 +21,6 @@ from pydantic import BaseModel, Field
 from farmhand import intents
 from farmhand.api import guard
 from farmhand.api.dashboard import mount_dashboard
-from farmhand.controller.loop import Controller
 from farmhand.errors import FarmhandError, RequestError, SpecError
 from farmhand.spec.models import NAME_PATTERN
 
@@ -50,11 +48,11 @@ def node_id_field(node_id: str) -> str:
     return node_id
 
 
-def create_app(ctl: Controller, token: str, *, api_hosts: Iterable[str] = (),
+def create_app(ctl: intents.Farm, token: str, *, api_hosts: Iterable[str] = (),
                max_body: int = guard.MAX_BODY) -> FastAPI:
     """The API of ``ctl``. ``api_hosts`` are names besides the API's own address and
     localhost that clients may use in ``Host`` (a reverse proxy's name, say)."""
-    app = FastAPI(title="farmhand", version="1", summary=f"controller of farm {ctl.spec.name}")
+    app = FastAPI(title="farmhand", version="1", summary=f"controller of farm {intents.farm_name(ctl)}")
     app.add_middleware(guard.Guard, token=token, hosts=tuple(api_hosts), max_body=max_body)
 
     @app.exception_handler(FarmhandError)
@@ -114,8 +112,8 @@ def create_app(ctl: Controller, token: str, *, api_hosts: Iterable[str] = (),
                 if data:
                     position += len(data)
                     yield data
-                else:
-                    await asyncio.sleep(0.25)
+                elif await intents.until_stopped(ctl, 0.25):
+                    return  # the farm stopped: the stream ends (the CLI says so)
 
         return StreamingResponse(chunks(), media_type="text/plain")
 

@@ -25,8 +25,8 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.staticfiles import StaticFiles
 
+from farmhand import intents
 from farmhand.api import live, metrics
-from farmhand.controller.loop import Controller
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 PAGE_HEADERS = {
@@ -49,11 +49,11 @@ class _WebFiles(StaticFiles):
         return response
 
 
-def mount_dashboard(app: FastAPI, ctl: Controller) -> None:
+def mount_dashboard(app: FastAPI, ctl: intents.Farm) -> None:
     """Add the dashboard's routes to ``app``; history sampling starts now if a loop runs
     (``farmhand up``), else with the first dashboard request."""
     farm = live.LiveFarm(ctl)
-    scale_events = metrics.EventCounter(ctl.ctx.store, metrics.SCALE_KINDS)
+    scale_events = metrics.EventCounter(ctl, metrics.SCALE_KINDS)
     try:
         asyncio.get_running_loop()
         farm.start()

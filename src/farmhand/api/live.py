@@ -21,7 +21,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from farmhand import intents
-from farmhand.controller.loop import Controller
 from farmhand.records import NodeState
 
 log = logging.getLogger(__name__)
@@ -44,29 +43,9 @@ def status_signature(status: dict[str, Any]) -> str:
 
 def role_request_rate(role: dict[str, Any]) -> float | None:
     """The one requests/s figure the dashboard shows for a role (table, chart and legend):
-    the controller's own (``metrics.requests_per_s``, from counter deltas between two
-    samples a couple of seconds apart) when it has one, else the balancer's 10-second
-    average, else ``None`` (no balancer: a chart can tell that from idle).
-
-    Why one rule here: the two figures differ for up to ten seconds after the traffic
-    changes (the average lags: 8 req/s beside the controller's 0 once the load stopped), so
-    each place that picked its own showed a different number for the same moment."""
-    if not role.get("lb"):
-        return None
-    measured = (role.get("metrics") or {}).get("requests_per_s")
-    average = (role.get("lb_stats") or {}).get("requests_per_s")
-    value = measured if _is_number(measured) else average if _is_number(average) else None
-    return round(float(value), 3) if value is not None else None
-
-
-def for_dashboard(status: dict[str, Any], counts: dict[str, int | None]) -> dict[str, Any]:
-    """The status as the dashboard's stream sends it: each role also carries its one
-    ``requests_per_s`` (see ``role_request_rate``) and ``count``, the farm file's fixed
-    count (``None`` for a role with min/max), so the page can say "fixed 3", not "0–∞"."""
-    for role in status.get("roles", []):
-        role["requests_per_s"] = role_request_rate(role)
-        role["count"] = counts.get(role.get("name", ""))
-    return status
+    the status row's ``requests_per_s``, where ``intents.request_rate`` put it by one rule."""
+    value = role.get("requests_per_s")
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def sample_from(status: dict[str, Any]) -> dict[str, Any]:
@@ -86,15 +65,11 @@ def sample_from(status: dict[str, Any]) -> dict[str, Any]:
     return {"t": round(float(status.get("time", 0.0)), 3), "nodes": nodes, "healthy": healthy, "rps": rps}
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 class LiveFarm:
     """The status hub and the history ring of one controller."""
 
-    def __init__(self, ctl: Controller) -> None:
-        self._ctl = ctl
+    def __init__(self, farm: intents.Farm) -> None:
+        self._farm = farm
         self.history: deque[dict[str, Any]] = deque(maxlen=int(HISTORY_SECONDS / SAMPLE_INTERVAL))
         self._status_text = ""
         self._status_version = 0
@@ -128,7 +103,7 @@ class LiveFarm:
         last_sample = self.history[-1]["t"] if self.history else 0.0
         try:
             yield ": connected\n\n"
-            while True:
+            while not intents.is_stopped(self._farm):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), KEEPALIVE)
                 wake.clear()
@@ -148,14 +123,14 @@ class LiveFarm:
             wake.set()
 
     async def _poll_status(self) -> None:
-        while self._listeners and not self._ctl.stopped.is_set():
+        while self._listeners and not intents.is_stopped(self._farm):
             await self._guarded(self._refresh_status)
             await self._pause(STATUS_INTERVAL)
 
     async def status(self) -> dict[str, Any]:
-        """The farm's status with the dashboard's figures (``for_dashboard``)."""
-        counts = {name: role.count for name, role in self._ctl.spec.roles.items()}
-        return for_dashboard(await intents.status(self._ctl), counts)
+        """The farm's status as the dashboard reads it (roles carry ``requests_per_s`` and
+        ``count``; the full node list, which the map folds by host)."""
+        return await intents.status(self._farm, nodes="all")
 
     async def _refresh_status(self) -> None:
         status = await self.status()
@@ -169,14 +144,14 @@ class LiveFarm:
             self._notify()
 
     async def _sample_forever(self) -> None:
-        while not self._ctl.stopped.is_set():
+        while not intents.is_stopped(self._farm):
             await self._guarded(self._take_sample)
             await self._pause(SAMPLE_INTERVAL)
+        self._notify()  # the streams end now, not at their next keepalive
 
     async def _pause(self, seconds: float) -> None:
         """Sleep, but end at once when the controller stops (its store closes right after)."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ctl.stopped.wait(), seconds)
+        await intents.until_stopped(self._farm, seconds)
 
     async def _take_sample(self) -> None:
         self.history.append(sample_from(await self.status()))

@@ -22,10 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from farmhand import intents
-from farmhand.controller.decide.health_state import CheckState
-from farmhand.controller.loop import Controller
 from farmhand.records import Health, NodeState
-from farmhand.store.base import Store
 
 SCALE_KINDS = ("role.scaled", "role.autoscaled")
 LB_COUNTERS = {
@@ -40,26 +37,17 @@ LATENCY_QUANTILES = (("0.5", "p50_ms"), ("0.95", "p95_ms"), ("0.99", "p99_ms"))
 
 
 class EventCounter:
-    """Counts stored events of some kinds per (kind, role), reading only new events on
-    each call, so a scrape after a week of events does not reread the whole log."""
+    """Counts events of some kinds per (kind, role), reading only new events on each call,
+    so a scrape after a week of events does not reread the whole log."""
 
-    def __init__(self, store: Store, kinds: tuple[str, ...]) -> None:
-        self._store = store
-        self._kinds = kinds
+    def __init__(self, farm: intents.Farm, kinds: tuple[str, ...]) -> None:
+        self._farm = farm
+        self._kinds = frozenset(kinds)
         self._after = 0
         self.counts: dict[tuple[str, str], int] = {}
 
     def refresh(self) -> dict[tuple[str, str], int]:
-        newest = self._store.events(0, 1)
-        if not newest or (newest[-1].seq or 0) <= self._after:
-            return self.counts
-        top = newest[-1].seq or 0
-        # The store answers the newest ``limit`` events after a seq: ask for all of them.
-        for event in self._store.events(self._after, top - self._after):
-            if event.kind in self._kinds:
-                key = (event.kind, event.role or "")
-                self.counts[key] = self.counts.get(key, 0) + 1
-        self._after = top
+        self._after = intents.count_events(self._farm, self._kinds, self._after, self.counts)
         return self.counts
 
 
@@ -68,26 +56,19 @@ class Snapshot:
     """What one scrape reports: the status JSON plus what it leaves out."""
 
     status: dict[str, Any]
-    checks: dict[str, CheckState] = field(default_factory=dict)
+    checks: dict[str, intents.CheckState] = field(default_factory=dict)
     scale_events: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
-async def take_snapshot(ctl: Controller, scale_events: EventCounter) -> Snapshot:
-    status = await intents.status(ctl)
-    checks = {node["id"]: ctl.ctx.health.state(node["id"]) for node in status["nodes"]
-              if _has_check(ctl, node["role"])}
-    return Snapshot(status, checks, dict(scale_events.refresh()))
+async def take_snapshot(farm: intents.Farm, scale_events: EventCounter) -> Snapshot:
+    status = await intents.status(farm, nodes="all")
+    return Snapshot(status, intents.health_checks(farm), dict(scale_events.refresh()))
 
 
 def render(snapshot: Snapshot) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(FarmCollector(snapshot))
     return generate_latest(registry)
-
-
-def _has_check(ctl: Controller, role: str) -> bool:
-    spec = ctl.spec.roles.get(role)
-    return spec is not None and spec.health is not None
 
 
 def _number(value: Any) -> float | None:

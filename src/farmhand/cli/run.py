@@ -90,8 +90,8 @@ def up(ctx: click.Context, farm_file: Path | None, detach: bool, timeout: float,
     if detach:
         _up_detached(state, farm_file, spec.name, timeout)
         return
-    from farmhand.api.server import serve_farm
     from farmhand.cli.render import event_line
+    from farmhand.serve import serve_farm
 
     def ready(url: str, token: str) -> None:
         if child:  # this output is controller.log: no token, no advice meant for a terminal

@@ -29,6 +29,16 @@ class HostStatus:
     """A background listing of a host that is not up (see observe)."""
 
 
+@dataclass(frozen=True)
+class HostState:
+    """A host's state as the faces see it (a copy: they cannot change the controller's)."""
+
+    state: str
+    since: float
+    reason: str
+    drained: bool
+
+
 @dataclass
 class FarmContext:
     spec: FarmSpec

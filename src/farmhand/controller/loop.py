@@ -15,32 +15,33 @@ import dataclasses
 import json
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
-from typing import Any
 
 from farmhand.clock import Clock, WallClock
 from farmhand.controller.act import Actor
 from farmhand.controller.autoscaler import Autoscaler
-from farmhand.controller.context import FarmContext, HostStatus
+from farmhand.controller.context import FarmContext, HostState, HostStatus
+from farmhand.controller.decide.autoscale import Decision
+from farmhand.controller.decide.health_state import CheckState
 from farmhand.controller.decide.reconcile import reconcile, wanted_count
+from farmhand.controller.decide.reload import describe_changes
 from farmhand.controller.events import EventLog
 from farmhand.controller.health import CheckTarget, HealthMonitor
 from farmhand.controller.observe import observe
-from farmhand.dataplane import Backend, DataPlane
+from farmhand.controller.planes import DataPlanes
+from farmhand.dataplane import DataPlane, PlaneStats
 from farmhand.drivers import make_driver
-from farmhand.drivers.base import Driver
-from farmhand.errors import FarmhandError, LbError
-from farmhand.records import Mark, NodeState, RoleState
+from farmhand.drivers.base import Driver, HostMetrics
+from farmhand.errors import FarmhandError, LbError, RequestError
+from farmhand.records import Event, Mark, NodeRecord, NodeState, RoleState
 from farmhand.spec import load_farm
-from farmhand.spec.models import FarmSpec, RoleSpec
+from farmhand.spec.models import FarmSpec
 from farmhand.store.base import Store
 from farmhand.store.statedir import StateDir
 
 log = logging.getLogger(__name__)
 FAST_TICK = 0.1
-STATS_TIMEOUT = 2.0
-PLANE_RETRY = 5.0
 TRANSITIONS = frozenset({NodeState.PENDING, NodeState.DRAINING, NodeState.STOPPING})
 
 
@@ -55,10 +56,10 @@ class Controller:
         self.shutting_down = False
         self.stopped = asyncio.Event()
         self._orphans: dict[str, float] = {}
-        self._sent_backends: dict[str, list[Backend]] = {}
-        self._last_backend_push = 0.0
-        self._plane_retry_at: dict[str, float] = {}
-        self._plane_errors: dict[str, str] = {}
+        self._synced: tuple[int, int] = (-1, 0)
+        """(store version, spec) when health targets were last synced."""
+        self.planes = DataPlanes(state.path, clock.now, lambda kind, message, role: events.add(kind, message, role))
+        self.planes.running = self.ctx.data_planes
         self.autoscaler = Autoscaler(self.ctx, self.autoscaled, self.wake)
 
     def __repr__(self) -> str:
@@ -84,7 +85,7 @@ class Controller:
         try:
             for name, role in self.spec.roles.items():
                 if role.lb is not None:
-                    await self._start_data_plane(name, role)
+                    await self.planes.start(name, role)
         except FarmhandError:
             await self._close_drivers()
             raise
@@ -119,7 +120,7 @@ class Controller:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._next_tick_in())
-            await self._stop_data_planes()
+            await self.planes.stop_all()
             self._forget_counts()
             self.ctx.store.set_meta("controller", None)
             self.ctx.events.add("controller.stopped", f"farm {self.spec.name} is down")
@@ -128,6 +129,7 @@ class Controller:
             await self.ctx.health.close()
             await self.actor.close()
             await self._close_drivers()
+            self.ctx.events.close()
             self.stopped.set()
 
     async def _close_drivers(self, drivers: Iterable[Driver] | None = None) -> None:
@@ -138,14 +140,22 @@ class Controller:
     async def tick(self) -> None:
         if not self.shutting_down:
             await self.autoscaler.tick()
-        world = await observe(self.ctx, shutting_down=self.shutting_down, orphans=self._orphans)
+        world = await observe(self.ctx, self.planes, shutting_down=self.shutting_down, orphans=self._orphans)
         world = dataclasses.replace(world, load=self.autoscaler.node_load())
         actions = reconcile(self.spec, self.ctx.store.nodes(), self.ctx.store.roles(), world)
         await self.actor.run(actions)
-        self._sync_health()
         if not self.shutting_down:
-            await self._ensure_data_planes(self.spec)
-        await self._sync_backends()
+            await self.planes.ensure(self.spec)
+        # what follows reads every node: done only when a node (or the file) changed
+        seen = (self.ctx.store.version, id(self.spec))
+        changed = seen != self._synced
+        if changed:
+            self._sync_health()
+            self._synced = seen
+        if changed or self.planes.push_due():
+            addresses = {name: driver.address for name, driver in self.ctx.drivers.items()}
+            weights = {name: host.weight for name, host in self.spec.hosts.items()}
+            await self.planes.push_backends(self.ctx.store.nodes(), addresses, weights)
 
     def request_shutdown(self, reason: str = "asked to stop") -> None:
         if not self.shutting_down:
@@ -165,66 +175,30 @@ class Controller:
         changes = describe_changes(old, new)
         drivers = self._make_drivers(new, self.ctx.drivers)
         fresh = [d for name, d in drivers.items() if self.ctx.drivers.get(name) is not d]
-        replaced_planes: dict[str, DataPlane] = {}
+        replaced: dict[str, DataPlane] = {}
         try:
             for name, role in new.roles.items():
                 previous = old.roles.get(name)
                 if role.lb is None or (previous is not None and previous.lb == role.lb):
                     continue  # unchanged: kept as it is (a failing one goes on being retried by the tick)
-                replaced_planes[name] = await self._replace_data_plane(name, role, previous)
-        except FarmhandError as error:
-            await self._undo_planes(replaced_planes, old)
+                replaced[name] = await self.planes.replace(name, role)
+        except BaseException as error:
+            await self.planes.restore(replaced.values(), old)
             await self._close_drivers(fresh)
-            raise LbError(f"reload refused, the farm runs on unchanged: {error}") from error
-        except Exception:
-            await self._undo_planes(replaced_planes, old)
-            await self._close_drivers(fresh)
+            if isinstance(error, FarmhandError):
+                raise LbError(f"reload refused, the farm runs on unchanged: {error}") from error
             raise
         # the switch: nothing below can fail
         gone = [d for name, d in self.ctx.drivers.items() if drivers.get(name) is not d]
         self.ctx.spec = new
         self.ctx.drivers.clear()
         self.ctx.drivers.update(drivers)
-        self.ctx.data_planes.update(replaced_planes)
-        for name in list(self.ctx.data_planes):
-            if name not in new.roles or new.roles[name].lb is None:
-                plane = self.ctx.data_planes.pop(name)
-                self._sent_backends.pop(name, None)
-                with contextlib.suppress(FarmhandError):
-                    await plane.stop()
-        for name in replaced_planes:
-            self._sent_backends.pop(name, None)
+        await self.planes.switch(replaced, new)
         await self._close_drivers(gone)
         self._forget_overridden_counts(new)
         self.ctx.events.add("farm.reloaded", "farm file reloaded: " + ("; ".join(changes) if changes else "no changes"))
         self.wake()
         return changes
-
-    async def _replace_data_plane(self, name: str, role: RoleSpec, previous: RoleSpec | None) -> DataPlane:
-        """The new data plane for ``role``; a running one with other settings is stopped first
-        (a listener cannot be bound twice) and started again by ``_undo_planes`` on failure."""
-        running = self.ctx.data_planes.get(name)
-        if running is not None:
-            with contextlib.suppress(FarmhandError):
-                await running.stop()
-        plane = make_data_plane(name, role, self.ctx.state.path)
-        await plane.ensure_running()
-        return plane
-
-    async def _undo_planes(self, replaced: dict[str, DataPlane], old: FarmSpec) -> None:
-        """A reload failed: stop what it started, and bring back the old balancers it stopped."""
-        for plane in replaced.values():
-            with contextlib.suppress(FarmhandError):
-                await plane.stop()
-        for name, plane in list(self.ctx.data_planes.items()):
-            role = old.roles.get(name)
-            if role is None or role.lb is None:
-                continue
-            try:
-                await plane.ensure_running()
-            except FarmhandError as error:
-                self.ctx.data_planes.pop(name, None)  # the tick retries it and says why
-                self.ctx.events.add("lb.error", f"role {name}: restoring the load balancer failed: {error}", name)
 
     def scale(self, role_name: str, count: int) -> tuple[int, int]:
         """Set a role's wanted count by hand; returns (before, after)."""
@@ -277,6 +251,89 @@ class Controller:
         self.ctx.store.set_meta("drained_hosts", json.dumps(names))
         self.wake()
 
+    # what the faces read, through intents ------------------------------------------------
+
+    def now(self) -> float:
+        return self.ctx.clock.now()
+
+    def nodes(self) -> list[NodeRecord]:
+        return self.ctx.store.nodes()
+
+    def node(self, node_id: str) -> NodeRecord | None:
+        return self.ctx.store.node(node_id)
+
+    def role_states(self) -> dict[str, RoleState]:
+        return self.ctx.store.roles()
+
+    def host_state(self, name: str) -> HostState:
+        status = self.ctx.hosts.get(name) or HostStatus()
+        return HostState(status.state, status.since, status.reason, status.drained)
+
+    def host_address(self, name: str) -> str | None:
+        """Where the nodes of host ``name`` are reached (None when its driver is not made)."""
+        driver = self.ctx.drivers.get(name)
+        return driver.address if driver is not None else None
+
+    async def host_metrics(self, name: str, timeout: float = 2.0) -> HostMetrics | None:
+        """The host's load now, or None when it is not up or does not answer in time."""
+        driver = self.ctx.drivers.get(name)
+        if driver is None or self.host_state(name).state != "up":
+            return None
+        try:
+            async with asyncio.timeout(timeout):
+                return await driver.host_metrics()
+        except (FarmhandError, TimeoutError, OSError):
+            return None
+
+    def health(self, node_id: str) -> CheckState:
+        return self.ctx.health.state(node_id)
+
+    def role_metrics(self, role: str) -> dict[str, float]:
+        """A role's last sampled metrics by name (a source that stopped answering is left out)."""
+        return self.autoscaler.current(role)
+
+    def node_metrics(self, node_id: str) -> dict[str, float]:
+        return self.autoscaler.node_current(node_id)
+
+    def autoscale_decision(self, role: str) -> Decision | None:
+        """The role's last autoscaling decision (bounds in force, and why), if it autoscales."""
+        return self.autoscaler.decisions.get(role)
+
+    async def plane_stats(self) -> dict[str, PlaneStats]:
+        return await self.planes.stats()
+
+    def plane_error(self, role: str) -> str | None:
+        return self.planes.error(role)
+
+    def plane_running(self, role: str) -> bool:
+        return role in self.planes.running
+
+    def events(self, after: int = 0, limit: int = 200) -> list[Event]:
+        return self.ctx.events.recent(after, limit)
+
+    def follow_events(self, after: int = 0) -> AsyncIterator[Event]:
+        """Events after ``after``, then new ones as they come; ends when the controller stops."""
+        return self.ctx.events.follow(after)
+
+    def note(self, kind: str, message: str, role: str | None = None, node: str | None = None) -> None:
+        """Record an event on behalf of a user's request."""
+        self.ctx.events.add(kind, message, role, node)
+
+    async def read_log(self, node_id: str, offset: int = 0) -> bytes:
+        """A node's log from ``offset``; a stopped node's log stays readable where it ran
+        (this machine's, for local hosts)."""
+        node = self.ctx.store.node(node_id)
+        if node is not None:
+            driver = self.ctx.drivers.get(node.host)
+            if driver is None:
+                raise RequestError(f"node {node_id} is on host {node.host}, which the farm no longer has", "node", 404)
+            return await driver.read_log(node_id, offset)
+        for driver in self.ctx.drivers.values():
+            if driver.kind == "local" and await driver.read_log(node_id, 0, 1):
+                return await driver.read_log(node_id, offset)
+        known = ", ".join(n.id for n in self.ctx.store.nodes()) or "none"
+        raise RequestError(f"no node {node_id!r} and no log of one (nodes: {known})", "node", 404)
+
     # internals ---------------------------------------------------------------------------
 
     def _next_tick_in(self) -> float:
@@ -308,50 +365,6 @@ class Controller:
                 self.ctx.events.add("host.down", f"host {name} cannot be used: {error}")
         return drivers
 
-    async def _ensure_data_planes(self, spec: FarmSpec) -> None:
-        """Start or adopt every role's data plane; one that failed is tried again on later
-        ticks (every PLANE_RETRY seconds), its error said again only when it changes."""
-        now = self.ctx.clock.now()
-        for name, role in spec.roles.items():
-            if role.lb is None or name in self.ctx.data_planes or now < self._plane_retry_at.get(name, 0.0):
-                continue
-            try:
-                await self._start_data_plane(name, role)
-            except FarmhandError as error:
-                self._plane_retry_at[name] = now + PLANE_RETRY
-                message = f"role {name}: load balancer on {role.lb.listen} failed: {error}; retrying every {PLANE_RETRY:g}s"
-                if self._plane_errors.get(name) != message:
-                    self._plane_errors[name] = message
-                    self.ctx.events.add("lb.error", message, name)
-
-    async def _start_data_plane(self, name: str, role: RoleSpec) -> None:
-        assert role.lb is not None
-        try:
-            plane = make_data_plane(name, role, self.ctx.state.path)
-            adopted = await plane.ensure_running()
-        except FarmhandError as error:
-            raise LbError(f"role {name}: load balancer on {role.lb.listen} failed: {error}") from error
-        self._plane_retry_at.pop(name, None)
-        self._plane_errors.pop(name, None)
-        self.ctx.data_planes[name] = plane
-        what = f"{role.lb.mode} load balancer on {role.lb.listen} ({role.lb.engine})"
-        if adopted:
-            self.ctx.events.add("lb.adopted", f"role {name}: adopted the running {what}", name)
-        else:
-            self.ctx.events.add("lb.ready", f"role {name}: {what} started", name)
-
-    def data_plane_error(self, name: str) -> str | None:
-        """Why a role's load balancer is not serving, or None when it is (or has none)."""
-        return None if name in self.ctx.data_planes else self._plane_errors.get(name)
-
-    async def _stop_data_planes(self) -> None:
-        for name, plane in list(self.ctx.data_planes.items()):
-            try:
-                await plane.stop()
-            except FarmhandError as error:
-                self.ctx.events.add("lb.error", f"role {name}: stopping the load balancer failed: {error}", name)
-        self.ctx.data_planes.clear()
-
     def _sync_health(self) -> None:
         targets = {}
         for node in self.ctx.store.nodes():
@@ -368,78 +381,3 @@ class Controller:
                                            node.started_at or self.ctx.clock.now(), driver, command)
         self.ctx.health.sync(targets)
 
-    async def _sync_backends(self) -> None:
-        """Send each load balancer its whole wanted backend set when it changed (and every few
-        seconds anyway, so an engine that restarted catches up)."""
-        now = self.ctx.clock.now()
-        refresh = now - self._last_backend_push > 5.0
-        nodes = self.ctx.store.nodes()
-        for name, plane in list(self.ctx.data_planes.items()):
-            backends = []
-            for node in nodes:
-                driver = self.ctx.drivers.get(node.host)
-                if node.role != name or node.port is None or driver is None:
-                    continue
-                weight = self.spec.hosts[node.host].weight if node.host in self.spec.hosts else 1
-                if node.state == NodeState.RUNNING:
-                    backends.append(Backend(node.id, driver.address, node.port, weight, "ready"))
-                elif node.state == NodeState.DRAINING:
-                    backends.append(Backend(node.id, driver.address, node.port, weight, "drain"))
-            if refresh or self._sent_backends.get(name) != backends:
-                try:
-                    async with asyncio.timeout(STATS_TIMEOUT * 2):
-                        await plane.set_backends(backends)
-                    self._sent_backends[name] = backends
-                except (FarmhandError, TimeoutError) as error:
-                    # Forget the handle: the next tick adopts the engine again, or restarts it.
-                    self.ctx.data_planes.pop(name, None)
-                    self._sent_backends.pop(name, None)
-                    message = f"role {name}: the load balancer does not answer ({error or 'timeout'}); restarting it"
-                    if self._plane_errors.get(name) != message:
-                        self._plane_errors[name] = message
-                        self.ctx.events.add("lb.error", message, name)
-        if refresh:
-            self._last_backend_push = now
-
-    async def data_plane_stats(self) -> dict[str, dict[str, Any]]:
-        stats = {}
-        for name, plane in list(self.ctx.data_planes.items()):  # a reload may change the dict meanwhile
-            with contextlib.suppress(FarmhandError, TimeoutError):
-                async with asyncio.timeout(STATS_TIMEOUT):  # a stuck engine must not stall `status`
-                    stats[name] = await plane.stats()
-        return stats
-
-
-def make_data_plane(role_name: str, role: RoleSpec, state_dir: Path) -> DataPlane:
-    """The data plane for a role's ``lb`` table: the SMTP gate, or a load-balancer engine."""
-    assert role.lb is not None
-    if role.lb.gate == "smtp-delay":
-        from farmhand.gate.dataplane import GateDataPlane
-
-        gate: DataPlane = GateDataPlane(role_name, role.lb, state_dir)
-        return gate
-    from farmhand.lb import make_data_plane as make_lb
-
-    balancer: DataPlane = make_lb(role_name, role.lb, role.health, state_dir)
-    return balancer
-
-
-def describe_changes(old: FarmSpec, new: FarmSpec) -> list[str]:
-    """One phrase per change a reload makes, for the event and the command's answer."""
-    changes = []
-    for name in new.roles.keys() - old.roles.keys():
-        changes.append(f"role {name} added")
-    for name in old.roles.keys() - new.roles.keys():
-        changes.append(f"role {name} removed")
-    for name in new.roles.keys() & old.roles.keys():
-        before, after = old.roles[name], new.roles[name]
-        if before.bounds != after.bounds:
-            changes.append(f"role {name} count {before.count or (before.min, before.max)} -> "
-                           f"{after.count or (after.min, after.max)}")
-        if before.fingerprint() != after.fingerprint():
-            changes.append(f"role {name} command/env changed: rolling replacement")
-        elif before != after and before.bounds == after.bounds:
-            changes.append(f"role {name} settings changed")
-    for name in new.hosts.keys() ^ old.hosts.keys():
-        changes.append(f"host {name} {'added' if name in new.hosts else 'removed'}")
-    return changes

@@ -9,6 +9,7 @@ import logging
 
 from farmhand.controller.context import FarmContext, HostStatus
 from farmhand.controller.decide.observed import HostView, NodeSeen, World
+from farmhand.controller.planes import DataPlanes
 from farmhand.drivers.base import RunningNode
 from farmhand.errors import FarmhandError
 from farmhand.records import LIVE_STATES, Health, NodeRecord, NodeState
@@ -19,7 +20,7 @@ PROBE_TIMEOUT = 20.0
 """A background probe may wait for the driver's own verdict (no route, refused...)."""
 
 
-async def observe(ctx: FarmContext, *, shutting_down: bool, orphans: dict[str, float]) -> World:
+async def observe(ctx: FarmContext, planes: DataPlanes, *, shutting_down: bool, orphans: dict[str, float]) -> World:
     now = ctx.clock.now()
     listed = await _list_hosts(ctx, now)
     nodes = ctx.store.nodes()
@@ -44,9 +45,9 @@ async def observe(ctx: FarmContext, *, shutting_down: bool, orphans: dict[str, f
             seen[node.id] = NodeSeen(False, running.exit_code if running else None, log_tail=tail)
             continue
         check = ctx.health.state(node.id)
-        in_flight = await _in_flight(ctx, node) if node.state == NodeState.DRAINING else 0
+        in_flight = await planes.in_flight(node.role, node.id) if node.state == NodeState.DRAINING else 0
         seen[node.id] = NodeSeen(True, None, check.status, check.detail, in_flight)
-    return World(now, seen, _host_views(ctx), frozenset(ctx.data_planes), shutting_down)
+    return World(now, seen, _host_views(ctx), frozenset(planes.running), shutting_down)
 
 
 async def _list_hosts(ctx: FarmContext, now: float) -> dict[str, dict[str, RunningNode]]:
@@ -147,17 +148,6 @@ async def _log_tail(ctx: FarmContext, node: NodeRecord) -> str:
         return ""
     lines = [line for line in data[-2000:].decode(errors="replace").splitlines() if line.strip()]
     return lines[-1][:200] if lines else ""
-
-
-async def _in_flight(ctx: FarmContext, node: NodeRecord) -> int:
-    plane = ctx.data_planes.get(node.role)
-    if plane is None:
-        return 0
-    try:
-        async with asyncio.timeout(1.0):
-            return await plane.active(node.id)
-    except (FarmhandError, TimeoutError):
-        return 0  # an engine that does not answer cannot hold the drain forever
 
 
 def _host_views(ctx: FarmContext) -> dict[str, HostView]:

@@ -9,6 +9,8 @@ from farmhand.records import Event, NodeRecord, RoleState
 
 
 class Store(abc.ABC):
+    version: int
+    """Grows with every change to nodes or roles (so readers can skip work when it has not)."""
     @abc.abstractmethod
     def nodes(self) -> list[NodeRecord]:
         """Every node the farm has asked for and not yet removed."""

@@ -62,6 +62,8 @@ class SqliteStore(Store):
                            for row in self._db.execute(f"SELECT {', '.join(ROLE_COLUMNS)} FROM roles")}
         except sqlite3.Error as error:
             raise StateError(f"cannot open the farm's database {path}: {error}") from error
+        self.version = 0
+        """Grows with every change to nodes or roles: readers skip work when it has not moved."""
         self._order: list[str] | None = None
         """Node ids by role, then age: rebuilt only when a node comes, goes or changes role."""
         self._batch_depth = 0
@@ -110,6 +112,7 @@ class SqliteStore(Store):
         self._db.execute(f"INSERT OR REPLACE INTO nodes ({', '.join(NODE_COLUMNS)}) VALUES ({placeholders})", values)
         previous = self._nodes.get(node.id)
         self._nodes[node.id] = node
+        self.version += 1
         if previous is None or (previous.role, previous.created_at) != (node.role, node.created_at):
             self._order = None
 
@@ -117,6 +120,7 @@ class SqliteStore(Store):
         self._db.execute("DELETE FROM nodes WHERE id = ?", (node_id,))
         if self._nodes.pop(node_id, None) is not None:
             self._order = None
+            self.version += 1
 
     def roles(self) -> dict[str, RoleState]:
         return dict(self._roles)
@@ -126,6 +130,7 @@ class SqliteStore(Store):
         placeholders = ", ".join("?" for _ in ROLE_COLUMNS)
         self._db.execute(f"INSERT OR REPLACE INTO roles ({', '.join(ROLE_COLUMNS)}) VALUES ({placeholders})", values)
         self._roles[role.name] = role
+        self.version += 1
 
     def add_event(self, event: Event) -> Event:
         cursor = self._db.execute(

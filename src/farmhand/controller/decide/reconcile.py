@@ -111,6 +111,8 @@ class _RolePlanner:
         self.creates_left = MAX_CREATES_PER_TICK
         self.settled: set[str] = set()
         """Nodes that got an action this tick (so phase 2 leaves them be)."""
+        self.leaving: set[str] = set()
+        """Nodes an action of this tick removes for good (they no longer hold a slot)."""
 
     def plan(self) -> list[Action]:
         for node in self.nodes:
@@ -197,6 +199,8 @@ class _RolePlanner:
     def _act(self, node: NodeRecord, action: Action) -> None:
         self.actions.append(action)
         self.settled.add(node.id)
+        if isinstance(action, (StopNode, DrainNode, NodeGone)) and action.on_stop == OnStop.REMOVE:
+            self.leaving.add(node.id)
 
     # phase 2 ---------------------------------------------------------------------------
 
@@ -208,7 +212,8 @@ class _RolePlanner:
                 self._retire(node, "stopped by request")
         slots = [n for n in self.nodes if self._holds_slot(n)]
         outdated = [n for n in slots if n.fingerprint != fingerprint or n.mark == Mark.REPLACE]
-        current = [n for n in slots if n not in outdated]
+        outdated_ids = {n.id for n in outdated}
+        current = [n for n in slots if n.id not in outdated_ids]
         missing = wanted - len(slots)
         if missing > 0:
             self._create(role, missing, fingerprint, f"role {self.name} wants {wanted}, has {len(slots)}")
@@ -235,8 +240,7 @@ class _RolePlanner:
         if node.mark == Mark.REMOVE:
             return False
         if node.state in ACTIVE_STATES:
-            return not any(isinstance(a, (StopNode, DrainNode, NodeGone)) and a.node_id == node.id
-                           and a.on_stop == OnStop.REMOVE for a in self.actions)
+            return node.id not in self.leaving
         return node.on_stop == OnStop.RESTART
 
     def _victim_rank(self, node: NodeRecord, fingerprint: str) -> tuple[int, int, float, float, int]:
