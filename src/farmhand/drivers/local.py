@@ -2,13 +2,14 @@
 
 Nodes start in their own session (so a Ctrl-C at the controller's terminal never reaches
 them, and a stop signal reaches the whole process group), with stdin closed and output
-appended to ``<base>/logs/<node>.log``. A pidfile ``<base>/run/<node>.json`` holding pid and
+appended to ``<base>/logs/<node>.log``. A pidfile ``<base>/run/<host>/<node>.json`` holding pid and
 process start time is written right after the fork; together they identify the process even
 after a controller restart, and a recycled pid never passes for a node. The narrow window
 between fork and pidfile is closed by tagging every node's environment with the farm id:
 the first ``list()`` after a restart finds such processes and writes their pidfiles. (Several
-"local" hosts with their own ``base_dir`` may share a machine, so nodes carry the host's name
-too.)
+"local" hosts may share a machine, and a node name can be reused on another host, so nodes
+carry the host's name too and each host lists only its own pidfiles; without their own
+``base_dir`` they share the logs folder, where a name's log holds each node that had it.)
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class LocalDriver(Driver):
         self.address = "127.0.0.1"
         self.farm_id = farm_id
         base = Path(spec.base_dir) if spec.base_dir else state_dir
-        self.run_dir = base / "run"
+        self.run_dir = base / "run" / name
         self.log_dir = base / "logs"
         self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # private, as the state folder
         self.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
