@@ -9,6 +9,7 @@ import socket
 import textwrap
 from collections.abc import Callable, Iterator
 
+import httpx
 import psutil
 import pytest
 
@@ -91,3 +92,28 @@ def test_a_killed_controller_is_remembered_and_adopted_nodes_die_in_the_same_wor
     assert f"{victim['id']} exited (exit status unknown)" in failed["message"]
     farm.cli("down")
     assert not any(e["kind"] == "controller.lost" for e in farm.events()[-3:])
+
+
+def test_a_balancer_workers_death_is_an_event_and_its_totals_never_go_back(make_farm: FarmMaker) -> None:
+    listen = f"127.0.0.1:{free_port()}"
+    farm = make_farm(web_farm(count=2, extra=f'\n[roles.web.lb]\nlisten = "{listen}"\nworkers = 2\n'))
+    farm.up()
+    for _ in range(50):
+        assert httpx.get(f"http://{listen}/", timeout=10, trust_env=False).status_code == 200
+    wait_for(lambda: requests_total(farm) >= 50, 20, "the balancer to count the requests")
+    before = requests_total(farm)
+    engine = next(p for p in farm.farm_processes() if "farmhand.lb.engine" in " ".join(p.cmdline()))
+    worker = engine.children()[0]
+    os.kill(worker.pid, signal.SIGKILL)
+    wait_for(lambda: any(e["kind"] == "lb.worker_died" for e in farm.events()), 30, "the worker's death event")
+    died = next(e for e in farm.events() if e["kind"] == "lb.worker_died")
+    assert f"(pid {worker.pid}) was killed by signal 9" in died["message"] and "started it again" in died["message"]
+    wait_for(lambda: httpx.get(f"http://{listen}/", timeout=10, trust_env=False).status_code == 200, 20,
+             "the balancer to serve again")
+    assert requests_total(farm) >= before, "the dead worker's counts are kept"
+
+
+def requests_total(farm: Farm) -> int:
+    role = farm.status()["roles"][0]
+    listeners = (role.get("lb_stats") or {}).get("listeners") or {}
+    return sum(int(c.get("requests", 0)) for c in listeners.values())

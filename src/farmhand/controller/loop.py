@@ -128,6 +128,7 @@ class Controller:
             await self.autoscaler.close()
             await self.ctx.health.close()
             await self.actor.close()
+            await self.planes.close()
             await self._close_drivers()
             self.ctx.events.close()
             self.stopped.set()
@@ -146,6 +147,7 @@ class Controller:
         await self.actor.run(actions)
         if not self.shutting_down:
             await self.planes.ensure(self.spec)
+            self.planes.watch()
         # what follows reads every node: done only when a node (or the file) changed
         seen = (self.ctx.store.version, id(self.spec))
         changed = seen != self._synced

@@ -22,6 +22,9 @@ from farmhand.spec.models import FarmSpec, RoleSpec
 CALL_TIMEOUT = 2.0
 PLANE_RETRY = 5.0
 REFRESH = 5.0
+WATCH_EVERY = 2.0
+"""How often the planes' stats are read even when nobody asks, so a worker's death becomes an
+event within seconds."""
 Say = Callable[[str, str, str | None], object]
 """How planes report: (event kind, message, role)."""
 
@@ -38,6 +41,8 @@ class DataPlanes:
         self._last_push = 0.0
         self._deaths_seen: set[tuple[int, float]] = set()
         self._restarts: dict[str, int] = {}
+        self._watching: asyncio.Task[dict[str, PlaneStats]] | None = None
+        self._last_watch = 0.0
 
     def __repr__(self) -> str:
         return f"<DataPlanes [running: {', '.join(self.running) or 'none'} | failing: {', '.join(self._errors) or 'none'}]>"
@@ -183,6 +188,22 @@ class DataPlanes:
         for name, stats in found.items():
             self._tell_worker_deaths(name, stats)
         return found
+
+    def watch(self) -> None:
+        """Read the planes' stats in the background every WATCH_EVERY seconds (called each
+        tick; a slow engine never holds up the tick)."""
+        now = self._now()
+        if not self.running or now - self._last_watch < WATCH_EVERY:
+            return
+        if self._watching is None or self._watching.done():
+            self._last_watch = now
+            self._watching = asyncio.ensure_future(self.stats())
+
+    async def close(self) -> None:
+        if self._watching is not None and not self._watching.done():
+            self._watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watching
 
     def _tell_worker_deaths(self, role: str, stats: PlaneStats) -> None:
         if stats.worker_restarts == self._restarts.get(role):
