@@ -35,41 +35,50 @@ NODE_LIST_LIMIT = 1000
 answers in milliseconds and a person reads what needs attention."""
 
 
-async def status(ctl: Controller, nodes: str = "auto") -> dict[str, Any]:
+async def status(ctl: Controller, nodes: str = "auto", host: str | None = None,
+                 role: str | None = None) -> dict[str, Any]:
     """The farm as one JSON object; the keys listed in the README are a stable contract.
 
     ``nodes``: "all" lists every node, "summary" only those not running healthy, "auto" (the
-    default) all up to NODE_LIST_LIMIT nodes. ``nodes_total`` and each role's ``states``
-    always count every node.
+    default) all up to NODE_LIST_LIMIT nodes; ``host`` and ``role`` keep the list to one host's
+    or one role's nodes (the dashboard opens a host that way). ``nodes_total``, each role's
+    ``states`` and each host's ``states`` always count every node.
     """
     if nodes not in ("auto", "all", "summary"):
         raise RequestError(f'nodes must be "all", "summary" or "auto", not {nodes!r}', "nodes")
+    if host is not None:
+        _host(ctl, host, "host")
+    if role is not None:
+        _role(ctl, role)
     spec = ctl.spec
     now = ctl.now()
     records = ctl.nodes()
     roles = ctl.role_states()
     plane_stats = await ctl.plane_stats()
     by_role: dict[str, list[NodeRecord]] = {name: [] for name in spec.roles}
-    per_host: dict[str, int] = dict.fromkeys(spec.hosts, 0)
+    per_host: dict[str, dict[str, int]] = {name: {} for name in spec.hosts}
     for node in records:
         by_role.setdefault(node.role, []).append(node)
-        per_host[node.host] = per_host.get(node.host, 0) + 1
-    rows = [_node_row(ctl, node, now) for node in records]
-    complete = nodes == "all" or (nodes == "auto" and len(records) <= NODE_LIST_LIMIT)
+        counts = per_host.setdefault(node.host, {})
+        counts[node.state.value] = counts.get(node.state.value, 0) + 1
+    listed = [n for n in records if (host is None or n.host == host) and (role is None or n.role == role)]
+    rows = [_node_row(ctl, node, now) for node in listed]
+    complete = nodes == "all" or (nodes == "auto" and len(listed) <= NODE_LIST_LIMIT)
     shown = rows if complete else [row for row in rows if (row["state"], row["health"]) != ("running", "healthy")]
     role_rows = [_role_row(ctl, name, role, by_role.get(name, []), roles.get(name, RoleState(name)),
                            plane_stats.get(name), now)
                  for name, role in spec.roles.items()]
     host_rows = []
-    for name, host in spec.hosts.items():
+    for name, host_spec in spec.hosts.items():
         state = ctl.host_state(name)
         host_rows.append({
-            "name": name, "driver": host.driver, "state": state.state, "drained": state.drained,
-            "address": ctl.host_address(name) or host.address, "nodes": per_host.get(name, 0),
-            "reason": state.reason, "labels": host.labels,
+            "name": name, "driver": host_spec.driver, "state": state.state, "drained": state.drained,
+            "address": ctl.host_address(name) or host_spec.address, "nodes": sum(per_host.get(name, {}).values()),
+            "states": per_host.get(name, {}), "reason": state.reason, "labels": host_spec.labels,
         })
     return {"version": STATUS_VERSION, "farm": spec.name, "time": now, "shutting_down": ctl.shutting_down,
-            "roles": role_rows, "nodes": shown, "nodes_total": len(records), "nodes_complete": complete,
+            "roles": role_rows, "nodes": shown, "nodes_total": len(records), "nodes_listed": len(listed),
+            "nodes_complete": complete,
             "hosts": host_rows}
 
 

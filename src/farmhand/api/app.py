@@ -80,8 +80,8 @@ def create_app(ctl: intents.Farm, token: str, *, api_hosts: Iterable[str] = (),
                              "detail": json.loads(json.dumps(problems, default=str))}, status_code=422)
 
     @app.get("/api/status")
-    async def get_status() -> dict[str, Any]:
-        return await intents.status(ctl)
+    async def get_status(nodes: str = "auto", host: str | None = None, role: str | None = None) -> dict[str, Any]:
+        return await intents.status(ctl, nodes, host, role)
 
     @app.get("/api/events")
     async def get_events(after: int = 0, limit: int = 200) -> list[dict[str, Any]]:
