@@ -3,6 +3,7 @@ records the way the real controller does, and lets a test say how the world answ
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from farmhand.controller.decide import actions as a
@@ -35,7 +36,12 @@ class Sim:
         return World(self.now, dict(self.seen), hosts, self.lb_roles, self.shutting_down)
 
     def tick(self) -> list[a.Action]:
-        actions = reconcile(self.spec, list(self.nodes.values()), dict(self.roles), self.world())
+        return self.tick_with()
+
+    def tick_with(self, **seen: object) -> list[a.Action]:
+        """A tick whose world also carries ``seen`` (``start_failures``, ``strays``...)."""
+        world = dataclasses.replace(self.world(), **seen)  # type: ignore[arg-type]
+        actions = reconcile(self.spec, list(self.nodes.values()), dict(self.roles), world)
         for action in actions:
             self.apply(action)
         self.log.extend(actions)

@@ -17,7 +17,6 @@ from collections.abc import Awaitable
 
 from farmhand.controller.context import FarmContext
 from farmhand.controller.decide import actions as a
-from farmhand.controller.decide.backoff import backoff_delay
 from farmhand.drivers.base import NodeLaunch, RunningNode
 from farmhand.errors import DriverError, FarmhandError, PortInUse
 from farmhand.records import NodeRecord, NodeState, OnStop, RoleState
@@ -33,6 +32,9 @@ class Actor:
     def __init__(self, ctx: FarmContext) -> None:
         self.ctx = ctx
         self._background_tasks: set[asyncio.Future[None]] = set()
+        self.start_failures: dict[str, str] = {}
+        """Starts that failed before any process ran, for the next tick's decisions
+        (``take_start_failures``): the backoff they cause is decided, not done here."""
         self._last_note: dict[tuple[str, str | None], str] = {}
         """The last note of each kind per role: a node that cannot be placed is decided
         again every tick, but said once until something changes."""
@@ -118,6 +120,17 @@ class Actor:
                     ctx.events.add("node.killed", f"{node.id} killed: {action.reason}", node.role, node.id)
             case a.NodeGone():
                 self._gone(action, now)
+            case a.AdoptNode():
+                if adopted := self._node(action.node_id):
+                    node = adopted
+                    state = NodeState.STARTING if node.state == NodeState.PENDING else node.state
+                    ctx.store.put_node(node.replace(pid=action.pid, started_at=action.started_at, state=state))
+                    ctx.events.add("node.adopted", f"{node.id}: adopted running process {action.pid} on {action.host}",
+                                   node.role, node.id)
+            case a.SignalStray():
+                driver = ctx.drivers.get(action.host)
+                if driver is not None:
+                    await driver.signal(RunningNode(action.node_id, action.pid, action.started_at), action.signame)
             case a.SetRole():
                 current = ctx.store.roles().get(action.role, RoleState(action.role))
                 ctx.store.put_role(current.replace(failures=action.failures, backoff_until=action.backoff_until,
@@ -186,15 +199,14 @@ class Actor:
         return port
 
     def _start_failed(self, node: NodeRecord, reason: str, now: float) -> None:
-        """A start that failed before any process ran counts as an early failure."""
-        ctx = self.ctx
-        ctx.store.put_node(node.replace(state=NodeState.PENDING, state_since=now, pid=None, reason=reason))
-        role_state = ctx.store.roles().get(node.role, RoleState(node.role))
-        failures = role_state.failures + 1
-        delay = backoff_delay(failures, ctx.spec.farm.restart_backoff, ctx.spec.farm.restart_backoff_max)
-        ctx.store.put_role(role_state.replace(failures=failures, backoff_until=now + delay, failed_at=now))
-        ctx.events.add("node.start_failed", f"{node.id} could not start: {reason}; next try in {format_duration(delay)}",
-                       node.role, node.id)
+        """A start that failed before any process ran: the node waits as pending, and the next
+        tick decides its role's backoff (an early failure like any other)."""
+        self.ctx.store.put_node(node.replace(state=NodeState.PENDING, state_since=now, pid=None, reason=reason))
+        self.start_failures[node.id] = reason
+
+    def take_start_failures(self) -> dict[str, str]:
+        failures, self.start_failures = self.start_failures, {}
+        return failures
 
     async def _stop(self, action: a.StopNode, now: float) -> None:
         node = self._node(action.node_id)

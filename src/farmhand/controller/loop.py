@@ -24,6 +24,7 @@ from farmhand.controller.autoscaler import Autoscaler
 from farmhand.controller.context import FarmContext, HostState, HostStatus
 from farmhand.controller.decide.autoscale import Decision
 from farmhand.controller.decide.health_state import CheckState
+from farmhand.controller.decide.passive import take_in
 from farmhand.controller.decide.reconcile import reconcile, wanted_count
 from farmhand.controller.decide.reload import describe_changes
 from farmhand.controller.events import EventLog
@@ -55,7 +56,8 @@ class Controller:
         self.actor = Actor(self.ctx)
         self.shutting_down = False
         self.stopped = asyncio.Event()
-        self._orphans: dict[str, float] = {}
+        self._strays: dict[str, float] = {}
+        """When each stray process was first seen (see decide/passive.py)."""
         self._synced: tuple[int, int] = (-1, 0)
         """(store version, spec) when health targets were last synced."""
         self.planes = DataPlanes(state.path, clock.now, lambda kind, message, role: events.add(kind, message, role))
@@ -141,8 +143,12 @@ class Controller:
     async def tick(self) -> None:
         if not self.shutting_down:
             await self.autoscaler.tick()
-        world = await observe(self.ctx, self.planes, shutting_down=self.shutting_down, orphans=self._orphans)
+        world = await observe(self.ctx, self.planes, shutting_down=self.shutting_down,
+                              start_failures=self.actor.take_start_failures())
         world = dataclasses.replace(world, load=self.autoscaler.node_load())
+        # two phases: take in what was observed (adoptions, strays), then decide the rest
+        passive, self._strays = take_in(world, self._strays)
+        await self.actor.run(passive)
         actions = reconcile(self.spec, self.ctx.store.nodes(), self.ctx.store.roles(), world)
         await self.actor.run(actions)
         if not self.shutting_down:

@@ -1,6 +1,8 @@
 """Observe: what runs on each host, how healthy it is, what is in flight through the load
-balancers. Also the passive transitions that need no decision: adopting processes the
-store already knows (after a controller crash), and stopping processes nobody wants."""
+balancers, as a ``World`` for the pure decisions. Observing only records: adopting known
+processes and stopping strays are decided (``decide/passive.py``) and acted on like any other
+action. The one state kept here is each host's (up, unreachable, down), which is what a host's
+answers mean rather than a decision about nodes."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import asyncio
 import logging
 
 from farmhand.controller.context import FarmContext, HostStatus
-from farmhand.controller.decide.observed import HostView, NodeSeen, World
+from farmhand.controller.decide.observed import HostView, NodeSeen, ProcessSeen, World
 from farmhand.controller.planes import DataPlanes
 from farmhand.drivers.base import RunningNode
 from farmhand.errors import FarmhandError
@@ -20,34 +22,42 @@ PROBE_TIMEOUT = 20.0
 """A background probe may wait for the driver's own verdict (no route, refused...)."""
 
 
-async def observe(ctx: FarmContext, planes: DataPlanes, *, shutting_down: bool, orphans: dict[str, float]) -> World:
+async def observe(ctx: FarmContext, planes: DataPlanes, *, shutting_down: bool,
+                  start_failures: dict[str, str]) -> World:
     now = ctx.clock.now()
     listed = await _list_hosts(ctx, now)
     nodes = ctx.store.nodes()
-    known = {node.id: node for node in nodes}
-    for node in nodes:
-        running = listed.get(node.host, {}).get(node.id)
-        if running is not None and running.alive and (node.pid, node.started_at) != (running.pid, running.started_at):
-            _adopt(ctx, node, running)
-    await _stop_orphans(ctx, listed, known, orphans, now)
+    known = {(node.host, node.id): node for node in nodes}
+    adoptable, strays = [], []
+    for host_name, running_nodes in listed.items():
+        for node_id, running in running_nodes.items():
+            if not running.alive:
+                continue
+            process = ProcessSeen(host_name, node_id, running.pid, running.started_at)
+            record = known.get((host_name, node_id))
+            if record is None:
+                strays.append(process)
+            elif (record.pid, record.started_at) != (running.pid, running.started_at):
+                adoptable.append(process)
     seen: dict[str, NodeSeen] = {}
-    for node in ctx.store.nodes():
+    for node in nodes:
         if node.state not in LIVE_STATES:
             continue
         host = ctx.hosts.get(node.host, HostStatus())
         if host.state == "unreachable":
             seen[node.id] = NodeSeen(alive=True, health=ctx.health.state(node.id).status)
             continue
-        running = listed.get(node.host, {}).get(node.id)
-        if running is None or not running.alive:
+        found = listed.get(node.host, {}).get(node.id)
+        if found is None or not found.alive:
             # a down host cannot tell why its nodes died: asking it would only wait for SSH
             tail = await _log_tail(ctx, node) if host.state == "up" else ""
-            seen[node.id] = NodeSeen(False, running.exit_code if running else None, log_tail=tail)
+            seen[node.id] = NodeSeen(False, found.exit_code if found else None, log_tail=tail)
             continue
         check = ctx.health.state(node.id)
         in_flight = await planes.in_flight(node.role, node.id) if node.state == NodeState.DRAINING else 0
         seen[node.id] = NodeSeen(True, None, check.status, check.detail, in_flight)
-    return World(now, seen, _host_views(ctx), frozenset(planes.running), shutting_down)
+    return World(now, seen, _host_views(ctx), frozenset(planes.running), shutting_down,
+                 adoptable=tuple(adoptable), strays=tuple(strays), start_failures=dict(start_failures))
 
 
 async def _list_hosts(ctx: FarmContext, now: float) -> dict[str, dict[str, RunningNode]]:
@@ -106,36 +116,6 @@ def _declare_dead_hosts(ctx: FarmContext, now: float) -> None:
             status.state = "down"
             ctx.events.add("host.down", f"host {name} is down (no answer for {now - status.since:.0f}s): "
                            f"{status.reason}; its nodes will be placed elsewhere")
-
-
-def _adopt(ctx: FarmContext, node: NodeRecord, running: RunningNode) -> None:
-    state = node.state
-    if state == NodeState.PENDING:
-        state = NodeState.STARTING
-    ctx.store.put_node(node.replace(pid=running.pid, started_at=running.started_at, state=state))
-    ctx.events.add("node.adopted", f"{node.id}: adopted running process {running.pid} on {node.host}",
-                   node.role, node.id)
-
-
-async def _stop_orphans(ctx: FarmContext, listed: dict[str, dict[str, RunningNode]],
-                        known: dict[str, NodeRecord], orphans: dict[str, float], now: float) -> None:
-    """Processes of this farm that the store does not want (a host that came back with nodes
-    that were placed elsewhere meanwhile): stop them, then kill them after a grace."""
-    for host_name, running_nodes in listed.items():
-        for node_id, running in running_nodes.items():
-            key = f"{host_name}/{node_id}"  # a name can be reused on another host meanwhile
-            wanted = known.get(node_id)
-            if not running.alive or (wanted is not None and wanted.host == host_name):
-                orphans.pop(key, None)
-                continue
-            first_seen = orphans.setdefault(key, now)
-            driver = ctx.drivers[host_name]
-            if first_seen == now:
-                ctx.events.add("node.orphan", f"{node_id}: process {running.pid} on {host_name} is not wanted; stopping it",
-                               node=node_id)
-                await driver.signal(running, "TERM")
-            elif now - first_seen > 10:
-                await driver.signal(running, "KILL")
 
 
 async def _log_tail(ctx: FarmContext, node: NodeRecord) -> str:

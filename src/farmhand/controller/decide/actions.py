@@ -75,6 +75,27 @@ class SetRole:
 
 
 @dataclass(frozen=True)
+class AdoptNode:
+    """Take a running process as the node's (its pid and start time replace the record's)."""
+
+    node_id: str
+    host: str
+    pid: int
+    started_at: float
+
+
+@dataclass(frozen=True)
+class SignalStray:
+    """Signal a process of this farm that no node of the store is (see decide/passive.py)."""
+
+    host: str
+    node_id: str
+    pid: int
+    started_at: float
+    signame: str
+
+
+@dataclass(frozen=True)
 class Note:
     """An event with nothing to do but record it (a node that cannot be placed, say)."""
 
@@ -84,4 +105,5 @@ class Note:
     node: str | None = None
 
 
-Action = CreateNode | StartNode | MarkRunning | NodeFailed | DrainNode | StopNode | KillNode | NodeGone | SetRole | Note
+Action = (CreateNode | StartNode | MarkRunning | NodeFailed | DrainNode | StopNode | KillNode | NodeGone | SetRole
+          | AdoptNode | SignalStray | Note)

@@ -32,6 +32,16 @@ class HostView:
 
 
 @dataclass(frozen=True)
+class ProcessSeen:
+    """A node process a host listed, with what identifies it for good (pid + start time)."""
+
+    host: str
+    node_id: str
+    pid: int
+    started_at: float
+
+
+@dataclass(frozen=True)
 class World:
     """Everything observed in one tick; nodes missing from ``nodes`` were not seen at all."""
 
@@ -44,3 +54,11 @@ class World:
     load: dict[str, float] = field(default_factory=dict)
     """How busy each node is now (requests in flight, else CPU %), for scale-in's
     ``victims = "least-loaded"``; nodes missing count as idle."""
+    adoptable: tuple[ProcessSeen, ...] = ()
+    """Processes of known nodes that the store has with another pid or none (a controller
+    that died between a start and its write, or a restarted controller)."""
+    strays: tuple[ProcessSeen, ...] = ()
+    """Processes of this farm that no node of the store is on that host (a host that came back
+    with nodes placed elsewhere meanwhile)."""
+    start_failures: dict[str, str] = field(default_factory=dict)
+    """Nodes whose start failed before any process ran (last tick), with the reason."""

@@ -138,6 +138,12 @@ class _RolePlanner:
     def _transition(self, node: NodeRecord) -> None:
         seen = self._seen(node)
         now = self.world.now
+        if node.state == NodeState.PENDING and node.id in self.world.start_failures:
+            self._count_early_failure(node)
+            delay = format_duration(max(self.backoff_until - now, 0.0))
+            self.actions.append(Note("node.start_failed", f"{node.id} could not start: "
+                                     f"{self.world.start_failures[node.id]}; next try in {delay}", self.name, node.id))
+            return
         if node.state in (NodeState.STARTING, NodeState.RUNNING):
             if not seen.alive:
                 self._failed(node, _death_reason(node, seen, self.world))
