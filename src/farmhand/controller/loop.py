@@ -354,7 +354,8 @@ class Controller:
         return self.spec.farm.tick
 
     def _make_drivers(self, spec: FarmSpec, current: dict[str, Driver]) -> dict[str, Driver]:
-        """The drivers ``spec`` needs, keeping the ``current`` ones whose host is unchanged.
+        """The drivers ``spec`` needs, keeping the ``current`` ones whose host table is
+        unchanged (an edited address, key or fake option makes a new driver).
 
         A host whose driver cannot be made is marked down with the reason and blocks nothing
         else; any other error propagates before anything was switched.
@@ -362,7 +363,7 @@ class Controller:
         drivers: dict[str, Driver] = {}
         for name, host in spec.hosts.items():
             kept = current.get(name)
-            if kept is not None and kept.kind == host.driver:
+            if kept is not None and self.spec.hosts.get(name) == host:
                 drivers[name] = kept
                 continue
             try:

@@ -16,6 +16,13 @@ from pathlib import Path
 
 from farmhand.spec.models import HostSpec
 
+FARM_ENV = "FARMHAND_FARM"
+NODE_ENV = "FARMHAND_NODE"
+HOST_ENV = "FARMHAND_HOST"
+"""Every node carries its farm id, its name and its host's name in its environment, whatever
+its driver: a controller that died between a start and its pidfile finds the process by them,
+and two hosts on one machine never take each other's nodes."""
+
 
 @dataclass(frozen=True)
 class NodeLaunch:

@@ -29,6 +29,9 @@ from pathlib import Path
 import psutil
 
 from farmhand.drivers.base import (
+    FARM_ENV,
+    HOST_ENV,
+    NODE_ENV,
     Driver,
     ExecResult,
     HostMetrics,
@@ -39,9 +42,6 @@ from farmhand.drivers.base import (
 from farmhand.errors import DriverError
 from farmhand.spec.models import HostSpec
 
-FARM_ENV = "FARMHAND_FARM"
-NODE_ENV = "FARMHAND_NODE"
-HOST_ENV = "FARMHAND_HOST"
 START_TIME_TOLERANCE = 0.05
 
 

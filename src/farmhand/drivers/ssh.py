@@ -24,6 +24,9 @@ from pathlib import Path
 
 from farmhand.drivers import ssh_remote as remote
 from farmhand.drivers.base import (
+    FARM_ENV,
+    HOST_ENV,
+    NODE_ENV,
     Driver,
     ExecResult,
     HostMetrics,
@@ -75,9 +78,9 @@ class SshDriver(Driver):
     async def start(self, launch: NodeLaunch) -> RunningNode:
         env = {
             **launch.env,
-            remote.FARM_ENV: self.farm_id,
-            remote.NODE_ENV: launch.node_id,
-            remote.HOST_ENV: self.name,
+            FARM_ENV: self.farm_id,
+            NODE_ENV: launch.node_id,
+            HOST_ENV: self.name,
         }
         if launch.port is not None:
             env.setdefault("PORT", str(launch.port))

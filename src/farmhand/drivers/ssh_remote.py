@@ -19,13 +19,8 @@ import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from farmhand.drivers.base import NodeLaunch, RunningNode
+from farmhand.drivers.base import FARM_ENV, HOST_ENV, NODE_ENV, NodeLaunch, RunningNode
 
-FARM_ENV = "FARMHAND_FARM"
-NODE_ENV = "FARMHAND_NODE"
-HOST_ENV = "FARMHAND_HOST"
-"""The host's name in the farm file: two host entries may reach one machine (other user or
-base_dir), and each adopts only its own nodes, as the local driver does."""
 START_TIME_TOLERANCE = 0.05
 """Seconds; the same tolerance the local driver uses to tell a process from a recycled pid."""
 

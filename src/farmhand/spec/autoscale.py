@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from farmhand.spec.types import Duration
+from farmhand.spec.types import Duration, Strict
 
 MetricKind = Literal["mean", "total", "level"]
 """How a role-level value comes from its nodes, which decides what "per node" means:
@@ -51,11 +51,7 @@ BUILTIN_METRICS: dict[str, MetricInfo] = {
 """Metrics farmhand measures itself. ``lb`` ones need the role to have a load balancer."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class TargetPolicy(_Strict):
+class TargetPolicy(Strict):
     """Keep ``metric`` per node near ``value``: wanted = ceil(nodes x per node / value)."""
 
     metric: str
@@ -64,7 +60,7 @@ class TargetPolicy(_Strict):
     """No change while per node stays within value x (1 +- tolerance): HPA's 10% band."""
 
 
-class ThresholdPolicy(_Strict):
+class ThresholdPolicy(Strict):
     """Scalr's rule: ``metric`` above ``above`` for ``for``: add ``add`` nodes; below ``below``
     for ``for``: remove ``remove``. The value compared is the role's (the mean over nodes, or
     the load balancer's total). After any change the condition must hold for ``for`` again,
@@ -86,7 +82,7 @@ class ThresholdPolicy(_Strict):
         return self
 
 
-class ScheduleWindow(_Strict):
+class ScheduleWindow(Strict):
     """While the current minute matches ``cron`` (minute hour day month weekday, as in
     crontab), the role's min and/or max are these instead."""
 
@@ -113,7 +109,7 @@ class ScheduleWindow(_Strict):
         return parse_cron(self.cron)
 
 
-class ExternalMetric(_Strict):
+class ExternalMetric(Strict):
     """A metric farmhand reads elsewhere: one sample from a Prometheus text endpoint (summed
     over the series whose labels match), or the number a command prints."""
 
@@ -141,7 +137,7 @@ class ExternalMetric(_Strict):
         return self
 
 
-class AutoscaleSpec(_Strict):
+class AutoscaleSpec(Strict):
     interval: Duration = Field(default=1.0, ge=0.1)
     """How often metrics are sampled and the policies asked."""
     scale_up_stabilization: Duration = Field(default=2.0, ge=0)

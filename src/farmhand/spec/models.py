@@ -13,14 +13,14 @@ import re
 import string
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+from pydantic import Field, StrictInt, field_validator, model_validator
 from pydantic_core.core_schema import ValidationInfo
 
 from farmhand.registry import DRIVERS, ENGINES, known
 from farmhand.spec.autoscale import AutoscaleSpec
 from farmhand.spec.fake import MAX_FAKE_HOSTS, FakeOptions
 from farmhand.spec.gate import GateOptions
-from farmhand.spec.types import Duration
+from farmhand.spec.types import Duration, Strict
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
 PLACEHOLDERS = frozenset({"port", "node", "role", "host"})
@@ -29,11 +29,6 @@ MAX_ROLE_NODES = 100_000
 pods), low enough that a typo such as ``count = 1000000000`` is refused instead of stored."""
 MIN_CHECK_INTERVAL = 0.1
 MIN_TICK = 0.05
-
-
-class _Strict(BaseModel):
-    # Integer fields are StrictInt: ``count = true`` is a mistake, not 1.
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _no_nul(value: str, what: str) -> str:
@@ -49,7 +44,7 @@ def _at_least(value: float, floor: float, what: str) -> float:
     return value
 
 
-class FarmSection(_Strict):
+class FarmSection(Strict):
     name: str | None = None
     api: str = "127.0.0.1:0"
     """Where the controller's API listens; port 0 picks a free one (written to .farmhand/)."""
@@ -69,7 +64,7 @@ class FarmSection(_Strict):
         return _at_least(value, MIN_TICK, "tick")
 
 
-class HealthSpec(_Strict):
+class HealthSpec(Strict):
     type: Literal["http", "tcp", "exec"] = "http"
     path: str = "/"
     status: StrictInt = Field(default=200, ge=100, le=599)
@@ -100,7 +95,7 @@ class HealthSpec(_Strict):
         return self
 
 
-class LbSpec(_Strict):
+class LbSpec(Strict):
     listen: str
     mode: Literal["http", "tcp"] = "http"
     engine: str = "builtin"
@@ -145,7 +140,7 @@ def split_host_port(value: str) -> tuple[str, int]:
     return match.group(1), int(match.group(2))
 
 
-class RoleSpec(_Strict):
+class RoleSpec(Strict):
     command: str
     env: dict[str, str] = Field(default_factory=dict)
     workdir: str | None = None
@@ -273,13 +268,13 @@ class RoleSpec(_Strict):
         return hashlib.sha256(material.encode()).hexdigest()[:12]
 
 
-class Capacity(_Strict):
+class Capacity(Strict):
     nodes: StrictInt | None = Field(default=None, ge=0)
     cpu: float | None = Field(default=None, gt=0)
     memory: str | None = None
 
 
-class HostSpec(_Strict):
+class HostSpec(Strict):
     """A machine that runs nodes, reached through its driver.
 
     ``driver`` is a name from ``farmhand.registry.DRIVERS`` (``local``, ``ssh``, ``fake``): the
@@ -337,7 +332,7 @@ class HostSpec(_Strict):
         return self.fake if self.fake is not None else FakeOptions()
 
 
-class FarmSpec(_Strict):
+class FarmSpec(Strict):
     """A whole farm file. ``hosts`` holds one entry per host: a table with ``count = N``
     (fake hosts) is already expanded into its N numbered hosts, so the rest of farmhand never
     sees a count."""

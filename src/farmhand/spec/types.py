@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
 
 from farmhand.units import parse_duration
 
@@ -31,6 +31,14 @@ def duration_text(seconds: float) -> str:
         return f"{int(seconds)}s"
     millis = f"{seconds * 1000:.3f}".rstrip("0").rstrip(".")
     return f"{millis}ms"
+
+
+class Strict(BaseModel):
+    """Base of every farm-file table: unknown keys are errors (``extra="forbid"``), because a
+    misspelt key silently ignored is the costliest kind of typo in an operations tool; frozen,
+    so a spec never changes once read."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 Duration = Annotated[
