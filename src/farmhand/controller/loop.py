@@ -145,7 +145,9 @@ class Controller:
             await self.autoscaler.tick()
         world = await observe(self.ctx, self.planes, shutting_down=self.shutting_down,
                               start_failures=self.actor.take_start_failures())
-        world = dataclasses.replace(world, load=self.autoscaler.node_load())
+        if any(role.autoscale is not None and role.autoscale.victims == "least-loaded"
+               for role in self.spec.roles.values()):
+            world = dataclasses.replace(world, load=self.autoscaler.node_load())  # read per node: only when used
         # two phases: take in what was observed (adoptions, strays), then decide the rest
         passive, self._strays = take_in(world, self._strays)
         await self.actor.run(passive)

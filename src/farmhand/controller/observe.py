@@ -17,6 +17,7 @@ from farmhand.errors import FarmhandError
 from farmhand.records import LIVE_STATES, Health, NodeRecord, NodeState
 
 log = logging.getLogger(__name__)
+ALIVE_AND_HEALTHY = NodeSeen(True, None, Health.HEALTHY)
 LIST_TIMEOUT = 3.0
 PROBE_TIMEOUT = 20.0
 """A background probe may wait for the driver's own verdict (no route, refused...)."""
@@ -54,8 +55,12 @@ async def observe(ctx: FarmContext, planes: DataPlanes, *, shutting_down: bool,
             seen[node.id] = NodeSeen(False, found.exit_code if found else None, log_tail=tail)
             continue
         check = ctx.health.state(node.id)
-        in_flight = await planes.in_flight(node.role, node.id) if node.state == NodeState.DRAINING else 0
-        seen[node.id] = NodeSeen(True, None, check.status, check.detail, in_flight)
+        if node.state == NodeState.DRAINING:
+            seen[node.id] = NodeSeen(True, None, check.status, check.detail, await planes.in_flight(node.role, node.id))
+        elif check.status == Health.HEALTHY and not check.detail:
+            seen[node.id] = ALIVE_AND_HEALTHY  # the common case at rest: one shared record
+        else:
+            seen[node.id] = NodeSeen(True, None, check.status, check.detail)
     return World(now, seen, _host_views(ctx), frozenset(planes.running), shutting_down,
                  adoptable=tuple(adoptable), strays=tuple(strays), start_failures=dict(start_failures))
 

@@ -100,7 +100,7 @@ class _RolePlanner:
         self.spec = spec
         self.name = name
         self.role = spec.roles.get(name)
-        self.nodes = sorted(nodes, key=lambda n: (n.slot, n.generation))
+        self.nodes = nodes  # in the store's order (by age): no sort per tick
         self.state = state
         self.world = world
         self.all_nodes = all_nodes
