@@ -8,8 +8,9 @@ the most nodes already, so whole hosts stay free. Ties go to the host named firs
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from farmhand.controller.decide.observed import HostView
@@ -31,42 +32,57 @@ def place(role_name: str, role: RoleSpec, hosts: dict[str, HostView], nodes: Ite
 def place_many(role_name: str, role: RoleSpec, hosts: dict[str, HostView], nodes: Iterable[NodeRecord],
                count: int) -> list[Placement]:
     """Hosts for ``count`` more nodes, each placed as if the ones before it were already
-    there; the farm is counted once, so a large scale-up costs hosts x count, not nodes x count.
-    The list stops at the first node that fits nowhere (its Placement says why)."""
+    there. The list stops at the first node that fits nowhere (its Placement says why).
+
+    The farm is counted once and the fitting hosts kept in a heap by rank, so placing many
+    nodes costs about count x log(hosts), not count x hosts. The heap is lazy: a placement
+    only ever raises other hosts' ranks (spread across a label counts the label's value for
+    all its hosts), so an entry whose rank went stale is pushed back with its true rank when
+    popped, and the first entry popped with a true rank is the best host.
+    """
     nodes = list(nodes)
     per_host_total = Counter(n.host for n in nodes)
     per_host_role = Counter(n.host for n in nodes if n.role == role_name)
     per_value = Counter(hosts[n.host].labels.get(role.spread, "") for n in nodes
                         if role.spread and n.role == role_name and n.host in hosts)
+    order = {name: i for i, name in enumerate(hosts)}
+
+    def rank(host: HostView) -> tuple[int, ...]:
+        if role.placement == "pack":
+            return (-per_host_role[host.name], -per_host_total[host.name], order[host.name])
+        if role.spread:
+            return (per_value[host.labels.get(role.spread, "")], per_host_role[host.name],
+                    per_host_total[host.name], order[host.name])
+        return (per_host_role[host.name], per_host_total[host.name], order[host.name])
+
+    heap = [(rank(host), host.name) for host in hosts.values() if _refusal(role, host, per_host_total) is None]
+    heapq.heapify(heap)
     placements = []
     for _ in range(count):
-        placement = _place_one(role, hosts, per_host_total, per_host_role, per_value)
-        placements.append(placement)
-        if placement.host is None:
+        chosen = _pop_best(heap, hosts, rank)
+        if chosen is None:
+            refusals = [r for host in hosts.values() if (r := _refusal(role, host, per_host_total))]
+            placements.append(Placement(None, "no host fits: " + "; ".join(refusals) if refusals else "no hosts"))
             break
-        per_host_total[placement.host] += 1
-        per_host_role[placement.host] += 1
+        placements.append(Placement(chosen.name))
+        per_host_total[chosen.name] += 1
+        per_host_role[chosen.name] += 1
         if role.spread:
-            per_value[hosts[placement.host].labels.get(role.spread, "")] += 1
+            per_value[chosen.labels.get(role.spread, "")] += 1
+        if chosen.max_nodes is None or per_host_total[chosen.name] < chosen.max_nodes:
+            heapq.heappush(heap, (rank(chosen), chosen.name))
     return placements
 
 
-def _place_one(role: RoleSpec, hosts: dict[str, HostView], per_host_total: Counter[str],
-               per_host_role: Counter[str], per_value: Counter[str]) -> Placement:
-    fitting = [host for host in hosts.values() if _refusal(role, host, per_host_total) is None]
-    if not fitting:
-        refusals = [_refusal(role, host, per_host_total) for host in hosts.values()]
-        return Placement(None, "no host fits: " + "; ".join(r for r in refusals if r) if refusals else "no hosts")
-    order = {name: i for i, name in enumerate(hosts)}
-    if role.placement == "pack":
-        best = min(fitting, key=lambda h: (-per_host_role[h.name], -per_host_total[h.name], order[h.name]))
-        return Placement(best.name)
-    if role.spread:
-        best = min(fitting, key=lambda h: (per_value[h.labels.get(role.spread or "", "")],
-                                           per_host_role[h.name], per_host_total[h.name], order[h.name]))
-        return Placement(best.name)
-    best = min(fitting, key=lambda h: (per_host_role[h.name], per_host_total[h.name], order[h.name]))
-    return Placement(best.name)
+def _pop_best(heap: list[tuple[tuple[int, ...], str]], hosts: dict[str, HostView],
+              rank: Callable[[HostView], tuple[int, ...]]) -> HostView | None:
+    while heap:
+        stored, name = heapq.heappop(heap)
+        true = rank(hosts[name])
+        if true == stored:
+            return hosts[name]
+        heapq.heappush(heap, (true, name))
+    return None
 
 
 def _refusal(role: RoleSpec, host: HostView, per_host_total: Counter[str]) -> str | None:
