@@ -42,8 +42,10 @@ def status(lb_stats: Any = None) -> dict[str, Any]:
         "version": 1, "farm": "demo", "time": 100.0, "shutting_down": False,
         "roles": [
             {"name": "web", "wanted": 3, "running": 2, "healthy": 2, "lb": "127.0.0.1:8080", "lb_mode": "http",
+             "states": {"running": 1, "draining": 1, "pending": 1},
              "lb_stats": lb_stats, "min": 1, "max": 5, "failures": 0, "backoff_until": None},
             {"name": "worker", "wanted": 1, "running": 1, "healthy": 0, "lb": None, "lb_mode": None,
+             "states": {"starting": 1},
              "lb_stats": None, "min": 0, "max": None, "failures": 2, "backoff_until": None},
         ],
         "nodes": [node("web-1", "web", "running", "healthy"), node("web-2", "web", "draining", "unknown"),

@@ -1,10 +1,13 @@
 // The dashboard's entry point: takes the token from the URL, follows the status stream,
-// and re-renders the map, roles, node panel and charts when the farm changes.
+// and re-renders the map, roles, node panel and charts when the farm changes. The stream
+// sends a whole `status` first, then `patch`es (only the host and node rows that changed).
 
 import { adoptTokenFromUrl, getJson } from "./api.js";
 import { addSample, drawCharts, setRoles, setSamples } from "./charts.js";
 import { setText } from "./dom.js";
 import { noteRoles, startEvents } from "./events.js";
+import { setHostFilter } from "./folded.js";
+import { followHost, initHostView, knownNodes, noteStatus } from "./hostview.js";
 import { observe } from "./load.js";
 import { renderMap } from "./map.js";
 import { closeNode, selectedNode, showNode, updateNode } from "./node.js";
@@ -23,31 +26,61 @@ function serverNow() {
   return Date.now() / 1000 - view.clockOffset;
 }
 
+function folded(status) {
+  return status.nodes_complete === false;
+}
+
 function render() {
   const status = view.status;
   if (!status) return;
   setText($("farm-name"), status.shutting_down ? `${status.farm} (shutting down)` : status.farm);
   document.title = `${status.farm} · farmhand`;
-  renderMap($("hosts"), status, { selected: selectedNode(), onSelect: select });
+  $("map-summary").hidden = !folded(status);
+  $("host-find").hidden = !folded(status);
+  renderMap($("hosts"), status, { selected: selectedNode(), onSelect: select, summaryEl: $("map-summary") });
   renderRoles($("roles-body"), status, render);
-  updateNode(status, view.clockOffset);
+  // A folded status lists only the nodes that need attention: the panel also knows those
+  // of the hosts the page fetched (the open ones, and the selected node's).
+  updateNode(folded(status) ? { ...status, nodes: knownNodes(status) } : status, view.clockOffset);
 }
 
 function select(id) {
   if (selectedNode() === id) {
+    followHost(null);
     closeNode();
     $("node-body").replaceChildren();
     $("node-body").append(Object.assign(document.createElement("p"), {
       className: "empty", textContent: "Select a node on the map to see it, replace, stop or move it, and read its log.",
     }));
   } else {
+    const node = view.status && knownNodes(view.status).find((n) => n.id === id);
+    followHost(node && folded(view.status) ? node.host : null);
     showNode($("node-body"), id);
   }
   render();
 }
 
+// The page's copy of the status, with a patch's rows put in place by key.
+export function applyPatch(base, patch) {
+  const merged = {};
+  for (const [key, value] of Object.entries(patch)) if (!key.endsWith("_gone")) merged[key] = value;
+  for (const [field, key] of [["hosts", "name"], ["nodes", "id"]]) {
+    const fresh = new Map((patch[field] || []).map((row) => [row[key], row]));
+    const gone = new Set(patch[`${field}_gone`] || []);
+    const rows = [];
+    for (const row of base[field] || []) {
+      if (gone.has(row[key])) continue;
+      rows.push(fresh.get(row[key]) || row);
+      fresh.delete(row[key]);
+    }
+    merged[field] = rows.concat([...fresh.values()]);
+  }
+  return merged;
+}
+
 function onStatus(status) {
   view.status = status;
+  noteStatus(status);
   view.clockOffset = Date.now() / 1000 - status.time;
   observe(status, status.time);
   setRoles((status.roles || []).map((role) => role.name));
@@ -66,6 +99,9 @@ function showConnection() {
 function followStatus() {
   const source = new EventSource("/api/status/stream");
   source.addEventListener("status", (message) => onStatus(JSON.parse(message.data)));
+  source.addEventListener("patch", (message) => {
+    if (view.status) onStatus(applyPatch(view.status, JSON.parse(message.data)));
+  });
   source.addEventListener("sample", (message) => {
     addSample(JSON.parse(message.data));
     redrawCharts();
@@ -100,6 +136,12 @@ function main() {
   window.addEventListener("hashchange", () => { // a dashboard link pasted into this tab
     adoptTokenFromUrl();
     renderTokenState();
+  });
+  initHostView(render);
+  $("host-find").addEventListener("submit", (event) => event.preventDefault());
+  $("host-find-input").addEventListener("input", (event) => {
+    setHostFilter(event.target.value);
+    render();
   });
   followStatus();
   loadHistory();

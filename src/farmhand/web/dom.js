@@ -32,8 +32,11 @@ export function svg(tag, attrs = {}, ...children) {
 
 // Make `parent`'s children exactly `keys` in that order. `make(key)` builds a missing
 // child, `update(el, key)` refreshes one (new or kept). Elements are found by
-// data-key, moved only when out of place, and removed when their key is gone.
+// data-key, moved only when out of place, and removed when their key is gone. Moving an
+// element drops the keyboard focus inside it: it is given back (a host whose trouble moves
+// it up the folded map keeps the focus of the person reading it).
 export function syncChildren(parent, keys, make, update) {
+  const focused = parent.contains(document.activeElement) ? document.activeElement : null;
   const wanted = new Set(keys);
   const existing = new Map();
   for (const child of [...parent.children]) {
@@ -49,6 +52,7 @@ export function syncChildren(parent, keys, make, update) {
     if (parent.children[index] !== el) parent.insertBefore(el, parent.children[index] ?? null);
     update(el, key);
   });
+  if (focused && focused !== document.activeElement && focused.isConnected) focused.focus({ preventScroll: true });
 }
 
 export function setText(el, text) {

@@ -1,8 +1,12 @@
 // The farm map: hosts as regions, nodes as tiles grouped by role. A tile says its state in
 // words and an icon (not colour alone), carries a load meter, and is a button that opens
 // the node's panel. Tiles are updated in place, so focus survives live updates.
+//
+// A large farm's status is folded (`nodes_complete` false: only the nodes that need
+// attention are listed); its map is drawn by folded.js, hosts as counts until opened.
 
 import { h, setText, syncChildren } from "./dom.js";
+import { renderFolded } from "./folded.js";
 import { loadOf, maxRate } from "./load.js";
 
 export const VISUALS = {
@@ -41,11 +45,21 @@ function nodeIndex(id) {
   return /^\d+$/.test(tail) ? Number(tail) : 0;
 }
 
-function byRoleThenIndex(a, b) {
+export function byRoleThenIndex(a, b) {
   return a.role.localeCompare(b.role) || nodeIndex(a.id) - nodeIndex(b.id) || a.id.localeCompare(b.id);
 }
 
-export function renderMap(container, status, { selected, onSelect }) {
+export function renderMap(container, status, context) {
+  const mode = status.nodes_complete === false ? "folded" : "tiles";
+  if (container.dataset.mode !== mode) {
+    container.replaceChildren();
+    container.dataset.mode = mode;
+  }
+  if (mode === "folded") renderFolded(container, status, context);
+  else renderTiles(container, status, context);
+}
+
+function renderTiles(container, status, { selected, onSelect }) {
   const hosts = [...(status.hosts || [])];
   const known = new Set(hosts.map((host) => host.name));
   const strays = (status.nodes || []).filter((node) => !known.has(node.host));
@@ -86,10 +100,13 @@ function updateRegion(region, host, nodes, context) {
   if (host.reason) meta.push(host.reason);
   setText(region.querySelector(".host-meta"), meta.filter(Boolean).join(" · "));
   region.dataset.state = host.state;
+  renderRoleGroups(region.querySelector(".host-roles"), nodes, context);
+}
 
+// One group of tiles per role (in the roles' order), under `groups`; `nodes` sorted.
+export function renderRoleGroups(groups, nodes, context) {
   const roles = [...new Set(nodes.map((node) => node.role))]
     .sort((a, b) => context.roleOrder.indexOf(a) - context.roleOrder.indexOf(b));
-  const groups = region.querySelector(".host-roles");
   if (!roles.length) {
     if (!groups.querySelector(".empty")) groups.replaceChildren(h("p", { class: "empty", text: "No nodes on this host." }));
     return;
@@ -114,7 +131,7 @@ function updateGroup(group, role, nodes, context) {
     (item, id) => updateTile(item, byId.get(id), context));
 }
 
-function makeTile(id) {
+export function makeTile(id) {
   const button = h("button", { type: "button", class: "tile-button" },
     h("span", { class: "tile-top" },
       h("span", { class: "tile-id", text: id }),
@@ -127,7 +144,7 @@ function makeTile(id) {
   return item;
 }
 
-function updateTile(item, node, { selected, onSelect, farmMax }) {
+export function updateTile(item, node, { selected, onSelect, farmMax }) {
   const visual = visualState(node);
   const look = VISUALS[visual];
   const detail = stateDetail(node);
