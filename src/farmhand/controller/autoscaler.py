@@ -7,10 +7,16 @@ count changes hands the new count and its reason to the controller (a ``role.aut
 event). Scale-in then goes through the ordinary reconcile, which drains a role's nodes
 through its load balancer before stopping them, picking them by the role's ``victims`` rule.
 
-Between samples it arms a timer that wakes the controller when the next one is due, so
-sampling keeps its pace whatever the farm's ``tick``. Nothing here may fail a tick: a
-sample that goes wrong is logged and the policies see fewer readings (which never shrinks
-a role).
+Between samples it arms a timer for the next one, so sampling keeps its pace whatever the
+farm's ``tick``: while a role autoscales the timer wakes the controller (which samples, then
+decides on the sample); otherwise it starts the sample itself and wakes nobody, since there is
+nothing to decide. Nothing here may fail a tick: a sample that goes wrong is logged and the
+policies see fewer readings (which never shrinks a role).
+
+Sampling costs CPU on every host, so its pace follows its readers: a role's autoscale
+``interval`` while any role autoscales; else every ``DEFAULT_INTERVAL`` while someone reads
+metrics (status, the dashboard, /metrics: any call of ``current`` or ``node_current``, or
+``note_read``) and every ``IDLE_INTERVAL`` when nobody has for ``READ_HOLD`` seconds.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import zoneinfo
 from collections.abc import Callable
 from datetime import datetime
@@ -32,7 +39,11 @@ from farmhand.spec.models import RoleSpec
 
 log = logging.getLogger(__name__)
 DEFAULT_INTERVAL = 2.0
-"""Sampling pace when no role autoscales (metrics still show in status and the dashboard)."""
+"""Sampling pace when no role autoscales and someone reads metrics (status, the dashboard)."""
+IDLE_INTERVAL = 5.0
+"""Sampling pace when no role autoscales and nobody has read metrics for ``READ_HOLD``."""
+READ_HOLD = 60.0
+"""Seconds after the last read during which metrics count as watched."""
 SLACK = 0.02
 """A sample due this soon is taken now (timers fire a hair early or late)."""
 
@@ -50,7 +61,8 @@ class Autoscaler:
         self._specs: dict[str, AutoscaleSpec] = {}
         self.decisions: dict[str, Decision] = {}
         """The last decision per role (its reason shows in status)."""
-        self._next_sample = 0.0
+        self._last_sample = -math.inf
+        self._last_read = -math.inf
         self._sampling: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
 
@@ -59,8 +71,20 @@ class Autoscaler:
 
     @property
     def interval(self) -> float:
-        return min((r.autoscale.interval for r in self.ctx.spec.roles.values() if r.autoscale),
-                   default=DEFAULT_INTERVAL)
+        """Seconds between samples now (see the module's docstring)."""
+        autoscaling = self._autoscale_interval()
+        if autoscaling is not None:
+            return autoscaling
+        watched = self.ctx.clock.now() - self._last_read < READ_HOLD
+        return DEFAULT_INTERVAL if watched else IDLE_INTERVAL
+
+    def note_read(self) -> None:
+        """Someone reads metrics now (status, the dashboard, /metrics): sample at the watched
+        pace for the next ``READ_HOLD`` seconds. Cheap enough to call on every read."""
+        idle = self.interval
+        self._last_read = self.ctx.clock.now()
+        if self.interval < idle and self._sampling is None:
+            self._arm(max(self._last_sample + self.interval - self._last_read, 0.0))
 
     async def tick(self) -> None:
         """Decide on a sample that finished; start the next one when it is due. Samples run
@@ -75,17 +99,43 @@ class Autoscaler:
                 self.decide_all(now)
             except Exception:
                 log.exception("autoscaling failed this round")
-        if self._sampling is None and now + SLACK >= self._next_sample:
-            self._next_sample = now + self.interval
+        self._start_sample_if_due(now)
+
+    def _start_sample_if_due(self, now: float) -> None:
+        if self._sampling is not None:
+            return  # its end wakes the controller, or arms the next one
+        due = self._last_sample + self.interval
+        if now + SLACK >= due:
+            self._last_sample = now
+            due = now + self.interval
             self.window.horizon = self._horizon()
             self._sampling = asyncio.ensure_future(self._sample(now))
-        self._arm(max(self._next_sample - now, 0.0))
+        self._arm(due - now)
+
+    def _on_timer(self) -> None:
+        """A sample is due: with a role to decide for, the controller's tick takes it (and
+        decides on it); with none, take it here and wake nobody."""
+        self._timer = None
+        if self._autoscale_interval() is not None:
+            self._wake()
+            return
+        sampling = self._sampling
+        if sampling is not None and sampling.done():
+            self._sampling = None
+            try:
+                sampling.result()
+            except Exception:
+                log.exception("taking a metrics sample failed")
+        self._start_sample_if_due(self.ctx.clock.now())
 
     async def _sample(self, now: float) -> None:
         try:
             await self.sampler.sample(now)
         finally:
-            self._wake()
+            if self._autoscale_interval() is not None:
+                self._wake()
+            elif self._timer is None:
+                self._arm(self._last_sample + self.interval - self.ctx.clock.now())
 
     def decide_all(self, now: float) -> None:
         """One decision per autoscaling role from what the window holds now."""
@@ -109,11 +159,15 @@ class Autoscaler:
                 self._apply(name, decision.wanted, decision.reason)
 
     def current(self, role: str) -> dict[str, float]:
-        """The role's metrics as last sampled (stale ones left out), for status."""
+        """The role's metrics as last sampled (stale ones left out), for status. Counts as a
+        read (``note_read``)."""
+        self.note_read()
         now = self.ctx.clock.now()
         return {k: round(v, 3) for k, v in self.window.latest(role, self._max_age(), now).items()}
 
     def node_current(self, node: str) -> dict[str, float]:
+        """The node's metrics as last sampled, for status. Counts as a read (``note_read``)."""
+        self.note_read()
         now = self.ctx.clock.now()
         return {k: round(v, 3) for k, v in self.window.node_latest(node, self._max_age(), now).items()}
 
@@ -158,9 +212,14 @@ class Autoscaler:
         history = self.window.history(role, metric, now - span) if span else ()
         return Reading(latest.value, latest.nodes, history)
 
+    def _autoscale_interval(self) -> float | None:
+        return min((r.autoscale.interval for r in self.ctx.spec.roles.values() if r.autoscale), default=None)
+
     def _max_age(self, spec: AutoscaleSpec | None = None, metric: str | None = None) -> float:
-        """How old a sample may be and still count as current."""
-        age = 3 * self.interval + 0.5
+        """How old a sample may be and still count as current (at the slowest pace that
+        may have taken it, so a first read after a quiet spell still sees the last one)."""
+        autoscaling = self._autoscale_interval()
+        age = 3 * (autoscaling if autoscaling is not None else IDLE_INTERVAL) + 0.5
         if spec is not None and metric in spec.external:
             age += spec.external[metric].timeout + spec.interval
         return age
@@ -173,7 +232,7 @@ class Autoscaler:
     def _arm(self, delay: float) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = asyncio.get_running_loop().call_later(max(delay, 0.0), self._wake)
+        self._timer = asyncio.get_running_loop().call_later(max(delay, 0.0), self._on_timer)
 
 
 def _local_time(now: float, zone: str | None) -> datetime:

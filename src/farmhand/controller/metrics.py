@@ -6,7 +6,8 @@ durations) and for the dashboard's charts, and nothing worth persisting (after a
 autoscaler holds counts until it has seen fresh samples anyway).
 
 ``MetricsSampler`` takes one sample of everything: per node CPU %, RSS and connections
-(``Driver.node_metrics``), per host the load average (``Driver.host_metrics``), per role what
+(``Driver.node_metrics``; connections only while a role's autoscale policy names them, since
+counting them is the costly part on a local host, see ``wanted_node_metrics``), per host the load average (``Driver.host_metrics``), per role what
 its load balancer says (``DataPlane.stats()``; keys listed in ``farmhand.lb``), and external
 metrics (a Prometheus text endpoint or a command). Every source is bounded in time and read
 defensively: a missing key, a silent host or a failing command leaves that metric out of the
@@ -36,10 +37,11 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from farmhand.controller.context import FarmContext
-from farmhand.drivers.base import HostMetrics, NodeMetrics, RunningNode
+from farmhand.drivers.base import OPTIONAL_NODE_METRICS, HostMetrics, NodeMetrics, RunningNode
 from farmhand.drivers.local import run_shell
 from farmhand.records import NodeRecord, NodeState
 from farmhand.spec.autoscale import ExternalMetric
+from farmhand.spec.models import FarmSpec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -169,6 +171,9 @@ class MetricsSampler:
         ctx = self.ctx
         serving = [n for n in ctx.store.nodes() if n.state == NodeState.RUNNING and n.pid and n.started_at]
         hosts = sorted({n.host for n in serving if n.host in ctx.drivers})
+        wanted = wanted_node_metrics(ctx.spec)
+        for host in hosts:
+            ctx.drivers[host].want_metrics(wanted)
         planes = list(ctx.data_planes.items())
         node_answers, host_answers, stats_answers = await asyncio.gather(
             asyncio.gather(*(self._node_metrics(h, [n for n in serving if n.host == h]) for h in hosts)),
@@ -273,16 +278,26 @@ class MetricsSampler:
             self.ctx.events.add("autoscale.metric", f"role {key[0]}: metric {key[1]} can be read again", key[0])
 
 
+def wanted_node_metrics(spec: FarmSpec) -> frozenset[str]:
+    """The optional node metrics (``OPTIONAL_NODE_METRICS``) some role's autoscale policy
+    reads; nothing else reads them (status and the dashboard show CPU and RSS)."""
+    return frozenset(name for role in spec.roles.values() if role.autoscale
+                     for name in role.autoscale.metrics() if name in OPTIONAL_NODE_METRICS)
+
+
 def _node_values(nodes: list[NodeRecord], per_node: dict[str, NodeMetrics]) -> dict[str, tuple[float, int]]:
     measured = [per_node[n.id] for n in nodes if n.id in per_node]
     if not measured:
         return {}
     count = len(measured)
-    return {
+    values = {
         "cpu": (sum(m.cpu_percent for m in measured) / count, count),
         "rss_mb": (sum(m.rss_bytes for m in measured) / count / 1e6, count),
-        "connections": (sum(m.connections for m in measured) / count, count),
     }
+    connections = [m.connections for m in measured if m.connections is not None]
+    if connections:
+        values["connections"] = (sum(connections) / len(connections), len(connections))
+    return values
 
 
 def _host_values(nodes: list[NodeRecord], per_host: dict[str, HostMetrics]) -> dict[str, tuple[float, int]]:
@@ -293,7 +308,9 @@ def _host_values(nodes: list[NodeRecord], per_host: dict[str, HostMetrics]) -> d
 def _one_node(node: NodeRecord, metrics: NodeMetrics | None, role_stats: dict[str, Any]) -> dict[str, float]:
     values: dict[str, float] = {}
     if metrics is not None:
-        values |= {"cpu": metrics.cpu_percent, "rss_mb": metrics.rss_bytes / 1e6, "connections": metrics.connections}
+        values |= {"cpu": metrics.cpu_percent, "rss_mb": metrics.rss_bytes / 1e6}
+        if metrics.connections is not None:
+            values["connections"] = metrics.connections
     backends = role_stats.get("backends")
     backend = backends.get(node.id) if isinstance(backends, dict) else None
     active = _number(backend.get("active")) if isinstance(backend, dict) else None

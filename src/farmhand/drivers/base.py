@@ -56,7 +56,12 @@ class RunningNode:
 class NodeMetrics:
     cpu_percent: float
     rss_bytes: int
-    connections: int
+    connections: int | None
+    """TCP sockets the node holds; None when not measured (see ``Driver.want_metrics``)."""
+
+
+OPTIONAL_NODE_METRICS = frozenset({"connections"})
+"""Node metrics a driver may leave unmeasured when nobody reads them (they cost the most)."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,12 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     async def pick_free_port(self, avoid: set[int]) -> int:
         """A port free on the host now and not in ``avoid`` (ports given to other nodes)."""
+
+    def want_metrics(self, names: frozenset[str]) -> None:  # noqa: B027 - a hint, free to ignore
+        """Which of ``OPTIONAL_NODE_METRICS`` the controller will read from ``node_metrics``
+        until told otherwise (all of them until the first call). A driver for which one costs
+        real work (the local driver's connection count reads the kernel's socket tables) may
+        answer ``None`` for it while it is not wanted; a driver may always measure more."""
 
     async def close(self) -> None:  # noqa: B027 - optional for drivers that hold nothing
         """Release connections; nodes keep running."""

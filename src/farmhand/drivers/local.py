@@ -10,6 +10,13 @@ the first ``list()`` after a restart finds such processes and writes their pidfi
 "local" hosts may share a machine, and a node name can be reused on another host, so nodes
 carry the host's name too and each host lists only its own pidfiles; without their own
 ``base_dir`` they share the logs folder, where a name's log holds each node that had it.)
+
+Asking about nodes is cheap because the controller asks every second: ``list()`` trusts the
+exit status of the processes it started itself (a child it has not reaped cannot be a
+recycled pid) and reads ``/proc/PID/stat`` only for adopted ones, pidfiles are parsed again
+only when they change, and ``node_metrics()`` reads each node's stat file once and the
+kernel's TCP tables once per call, and only while connections are wanted
+(``farmhand.drivers.procfs``).
 """
 
 from __future__ import annotations
@@ -23,15 +30,18 @@ import os
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
 import psutil
 
+from farmhand.drivers import procfs
 from farmhand.drivers.base import (
     FARM_ENV,
     HOST_ENV,
     NODE_ENV,
+    OPTIONAL_NODE_METRICS,
     Driver,
     ExecResult,
     HostMetrics,
@@ -58,8 +68,12 @@ class LocalDriver(Driver):
         self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # private, as the state folder
         self.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._children: dict[str, subprocess.Popen[bytes]] = {}
-        self._processes: dict[int, psutil.Process] = {}
         self._orphans_scanned = False
+        self._proc = procfs.ProcReader()
+        self._cpu = procfs.CpuMeter()
+        self._pidfiles: dict[str, tuple[tuple[int, int, int], RunningNode | None]] = {}
+        """Pidfile name -> ((inode, mtime ns, size), what it said): read again only when changed."""
+        self._wanted = OPTIONAL_NODE_METRICS
 
     def __repr__(self) -> str:
         return f"<LocalDriver {self.name} [children: {len(self._children)}]>"
@@ -88,7 +102,7 @@ class LocalDriver(Driver):
         except OSError as error:
             raise DriverError(self.name, f"node {launch.node_id}: cannot start: {error}") from error
         self._children[launch.node_id] = child
-        started_at = _start_time(child.pid) or 0.0
+        started_at = self._start_time(child.pid) or 0.0
         node = RunningNode(launch.node_id, child.pid, started_at)
         self._write_pidfile(node)
         return node
@@ -103,40 +117,41 @@ class LocalDriver(Driver):
         if not self._orphans_scanned:
             self._adopt_untracked()
             self._orphans_scanned = True
+        self._proc.begin()
         found: dict[str, RunningNode] = {}
-        for pidfile in self.run_dir.glob("*.json"):
-            node = _read_pidfile(pidfile)
-            if node is None:
-                continue
+        for pidfile, node in self._read_pidfiles():
             child = self._children.get(node.node_id)
-            exit_code = child.poll() if child is not None and child.pid == node.pid else None
-            if exit_code is None and self._is_same_process(node):
-                found[node.node_id] = node
+            ours = child is not None and child.pid == node.pid
+            exit_code = child.poll() if child is not None and ours else None
+            if exit_code is None and (ours or self._is_same_process(node)):
+                found[node.node_id] = node  # an unreaped child of ours is the node itself
                 continue
-            if exit_code is None and child is not None and child.pid == node.pid:
-                exit_code = child.poll()  # it died between poll() and the check: reap it now
             found[node.node_id] = RunningNode(node.node_id, node.pid, node.started_at, False, exit_code)
             pidfile.unlink(missing_ok=True)
+            self._pidfiles.pop(pidfile.name, None)
             self._children.pop(node.node_id, None)
-            self._processes.pop(node.pid, None)
         return found
 
+    def want_metrics(self, names: frozenset[str]) -> None:
+        self._wanted = names
+
     async def node_metrics(self, nodes: builtins.list[RunningNode]) -> dict[str, NodeMetrics]:
+        """One pass: each node's stat file once, the TCP tables at most once (and only while
+        connections are wanted)."""
+        self._proc.begin()
+        connections_wanted = "connections" in self._wanted
+        now = time.monotonic()
         metrics = {}
         for node in nodes:
-            if not self._is_same_process(node):
+            stat = self._proc.stat(node.pid)
+            if stat is None or not self._same_start(node, stat):
                 continue  # gone, a zombie or a recycled pid: a dead node has no metrics
-            process = self._process(node.pid)
-            if process is None:
-                continue
-            try:
-                with process.oneshot():
-                    cpu = process.cpu_percent(None)
-                    rss = process.memory_info().rss
-                    connections = len(process.net_connections(kind="tcp"))
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
-            metrics[node.node_id] = NodeMetrics(cpu, rss, connections)
+            connections = self._proc.tcp_connections(node.pid) if connections_wanted else None
+            if connections_wanted and connections is None:
+                continue  # it ended between the two reads
+            cpu = self._cpu.percent(node.pid, stat, now)
+            metrics[node.node_id] = NodeMetrics(cpu, stat.rss_pages * procfs.PAGE_SIZE, connections)
+        self._cpu.keep_only(n.pid for n in nodes)
         return metrics
 
     async def host_metrics(self) -> HostMetrics:
@@ -192,26 +207,45 @@ class LocalDriver(Driver):
             file.write(json.dumps({"node": node.node_id, "pid": node.pid, "started_at": node.started_at}))
         os.replace(temporary, path)
 
-    def _process(self, pid: int) -> psutil.Process | None:
-        process = self._processes.get(pid)
-        if process is None:
+    def _read_pidfiles(self) -> builtins.list[tuple[Path, RunningNode]]:
+        """Every readable pidfile and what it says, parsing only files that changed."""
+        found = []
+        seen = set()
+        try:
+            entries = builtins.list(os.scandir(self.run_dir))
+        except FileNotFoundError:
+            entries = []
+        for entry in entries:
+            if not entry.name.endswith(".json"):
+                continue
             try:
-                process = self._processes[pid] = psutil.Process(pid)
-            except psutil.NoSuchProcess:
-                return None
-        return process
+                info = entry.stat()
+            except FileNotFoundError:
+                continue
+            seen.add(entry.name)
+            key = (info.st_ino, info.st_mtime_ns, info.st_size)
+            cached = self._pidfiles.get(entry.name)
+            if cached is None or cached[0] != key:
+                cached = self._pidfiles[entry.name] = (key, _read_pidfile(Path(entry.path)))
+            if cached[1] is not None:
+                found.append((Path(entry.path), cached[1]))
+        for name in [n for n in self._pidfiles if n not in seen]:
+            del self._pidfiles[name]
+        return found
+
+    def _start_time(self, pid: int) -> float | None:
+        self._proc.begin()
+        stat = self._proc.stat(pid)
+        return procfs.start_time(stat, self._proc.boot_time) if stat is not None else None
+
+    def _same_start(self, node: RunningNode, stat: procfs.ProcStat) -> bool:
+        """Whether ``stat`` is the node's own process, still running (not a recycled pid)."""
+        started = procfs.start_time(stat, self._proc.boot_time)
+        return not stat.gone and abs(started - node.started_at) < START_TIME_TOLERANCE
 
     def _is_same_process(self, node: RunningNode) -> bool:
-        process = self._process(node.pid)
-        if process is None:
-            return False
-        try:
-            if process.status() == psutil.STATUS_ZOMBIE:
-                return False
-            return bool(abs(process.create_time() - node.started_at) < START_TIME_TOLERANCE)
-        except psutil.NoSuchProcess:
-            self._processes.pop(node.pid, None)
-            return False
+        stat = self._proc.stat(node.pid)
+        return stat is not None and self._same_start(node, stat)
 
     def _adopt_untracked(self) -> None:
         """Write pidfiles for this farm's node processes that have none (a controller that
@@ -265,13 +299,6 @@ def shell_command(command: str) -> str:
     are then the node's); a compound one keeps its shell, and the process group covers it."""
     compound = any(token in command for token in (";", "&", "|", "\n", "(", "`", "$("))
     return command if compound else "exec " + command
-
-
-def _start_time(pid: int) -> float | None:
-    try:
-        return float(psutil.Process(pid).create_time())
-    except psutil.NoSuchProcess:
-        return None
 
 
 def _read_pidfile(path: Path) -> RunningNode | None:
