@@ -39,7 +39,7 @@ async def serve_farm(farm_file: Path, on_ready: Callable[[str, str], None] | Non
     sock = bind_api_socket(spec.farm.api)
     ctl = Controller(spec, farm_file.resolve(), state, store)
     token = state.token()
-    server = api_server(create_app(ctl, token, api_hosts=api_hosts))
+    server = api_server(create_app(ctl, token, api_hosts=(*spec.farm.api_hosts, *api_hosts)))
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, ctl.request_shutdown, "interrupted (SIGINT)")
     loop.add_signal_handler(signal.SIGTERM, ctl.request_shutdown, "terminated (SIGTERM)")

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.slow
 FARM = textwrap.dedent("""\
     [farm]
     name = "hardening"
+    api_hosts = ["farm.example"]
 
     [roles.web]
     command = "python3 app.py --port {port} --node {node}"
@@ -146,7 +147,7 @@ def test_only_the_apis_own_names_are_accepted_in_host(farm: Farm) -> None:
     url, _ = farm.api()
     host, port = address(farm)
     with httpx.Client(base_url=url, timeout=ANSWER_WITHIN, trust_env=False) as client:
-        for good in (f"{host}:{port}", f"localhost:{port}", f"LOCALHOST:{port}"):
+        for good in (f"{host}:{port}", f"localhost:{port}", f"LOCALHOST:{port}", f"farm.example:{port}"):
             assert client.get("/api/status", headers={"Host": good}).status_code == 200, good
         for evil in ("evil.example", f"evil.example:{port}", f"localhost:{port + 1}", f"{host}", "", "[::1"):
             for path in ("/api/status", "/", "/api/nodes/web-1/log", "/metrics"):

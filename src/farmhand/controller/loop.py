@@ -306,7 +306,11 @@ class Controller:
         return self.autoscaler.node_current(node_id)
 
     def autoscale_decision(self, role: str) -> Decision | None:
-        """The role's last autoscaling decision (bounds in force, and why), if it autoscales."""
+        """The role's last autoscaling decision (bounds in force, and why), if it autoscales
+        now (a reload may have turned autoscaling off since)."""
+        spec = self.spec.roles.get(role)
+        if spec is None or spec.autoscale is None:
+            return None
         return self.autoscaler.decisions.get(role)
 
     async def plane_stats(self) -> dict[str, PlaneStats]:

@@ -48,6 +48,9 @@ class FarmSection(Strict):
     name: str | None = None
     api: str = "127.0.0.1:0"
     """Where the controller's API listens; port 0 picks a free one (written to .farmhand/)."""
+    api_hosts: tuple[str, ...] = ()
+    """Names clients may use for the API in ``Host`` besides its address and localhost (a
+    proxy's name): any other is refused, which defeats DNS rebinding."""
     tick: Duration = 1.0
     restart_backoff: Duration = 1.0
     """First wait after a node of a role failed soon after starting; doubles on each repeat."""

@@ -2,9 +2,10 @@
 
     python idle_closing_backend.py --port P --name NAME --idle SECONDS
 
-HTTP/1.1 keep-alive like ``examples/app.py``, but a connection idle for ``--idle`` seconds
-is closed by the server (the handler's socket timeout), as gunicorn, Node and uvicorn do
-after their keep-alive timeouts. A proxy that pools backend connections then sometimes
+HTTP/1.1 keep-alive like ``examples/app.py``, but a connection left idle for ``--idle``
+seconds after a response is closed by the server, as gunicorn, Node and uvicorn do after
+their keep-alive timeouts (a fresh connection's first request is waited for as long as it
+takes, as those servers do: their header timeouts are seconds, not milliseconds). A proxy that pools backend connections then sometimes
 sends a request on a connection the server is closing at that very moment: issue 10 #9.
 It writes ``ready`` to stdout once it listens.
 """
@@ -20,6 +21,16 @@ def make_handler(name: str, idle: float) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"
         disable_nagle_algorithm = True
         timeout = idle
+
+        def handle(self) -> None:
+            # The first request may take as long as it needs (a server's keep-alive timeout
+            # starts after a response); then each idle wait for the next one is ``idle``.
+            self.connection.settimeout(None)
+            self.close_connection = True
+            self.handle_one_request()
+            while not self.close_connection:
+                self.connection.settimeout(idle)
+                self.handle_one_request()
 
         def do_GET(self) -> None:  # noqa: N802 - the http.server API
             body = f"{name}\n".encode()
