@@ -7,7 +7,7 @@ import { addSample, drawCharts, setRoles, setSamples } from "./charts.js";
 import { setText } from "./dom.js";
 import { noteRoles, startEvents } from "./events.js";
 import { setHostFilter } from "./folded.js";
-import { followHost, initHostView, knownNodes, noteStatus } from "./hostview.js";
+import { followHost, hostView, initHostView, knownNodes, noteStatus } from "./hostview.js";
 import { observe } from "./load.js";
 import { renderMap } from "./map.js";
 import { closeNode, selectedNode, showNode, updateNode } from "./node.js";
@@ -18,6 +18,7 @@ const $ = (id) => document.getElementById(id);
 
 const view = {
   status: null,
+  selectedRow: null, // the selected node's last known row (a folded status may not list it)
   clockOffset: 0, // browser clock minus the controller's clock, in seconds
   streams: { status: false, events: false },
 };
@@ -39,9 +40,20 @@ function render() {
   $("host-find").hidden = !folded(status);
   renderMap($("hosts"), status, { selected: selectedNode(), onSelect: select, summaryEl: $("map-summary") });
   renderRoles($("roles-body"), status, render);
-  // A folded status lists only the nodes that need attention: the panel also knows those
-  // of the hosts the page fetched (the open ones, and the selected node's).
-  updateNode(folded(status) ? { ...status, nodes: knownNodes(status) } : status, view.clockOffset);
+  updateNode(panelStatus(status), view.clockOffset);
+}
+
+// A folded status lists only the nodes that need attention: the node panel also knows those
+// of the hosts the page fetched (the open ones, and the selected node's). Until the selected
+// node's host has answered, its last row stands in (it is not "gone" for having healed).
+function panelStatus(status) {
+  if (!folded(status)) return status;
+  const nodes = knownNodes(status);
+  const id = selectedNode();
+  const row = id && nodes.find((node) => node.id === id);
+  if (row) view.selectedRow = row;
+  else if (id && view.selectedRow?.id === id && hostView(view.selectedRow.host)?.loading) nodes.push(view.selectedRow);
+  return { ...status, nodes };
 }
 
 function select(id) {
@@ -54,6 +66,7 @@ function select(id) {
     }));
   } else {
     const node = view.status && knownNodes(view.status).find((n) => n.id === id);
+    view.selectedRow = node || null;
     followHost(node && folded(view.status) ? node.host : null);
     showNode($("node-body"), id);
   }
