@@ -119,7 +119,12 @@ def make_data_plane(role: str, lb: LbSpec, health: HealthSpec | None, state_dir:
     HAProxy handle) and built as ``Class(settings, run_dir)``, as every engine is."""
     from farmhand.lb.settings import EngineSettings
 
-    settings = EngineSettings.from_spec(role, lb, health)
+    tls = None
+    if lb.tls is not None:
+        from farmhand.lb.tls import settings_for
+
+        tls = settings_for(role, lb.tls, state_dir)
+    settings = EngineSettings.from_spec(role, lb, health, tls)
     try:
         entry = ENGINES[settings.engine]
     except KeyError:

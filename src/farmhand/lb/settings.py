@@ -40,6 +40,42 @@ class CheckSettings:
 
 
 @dataclass(frozen=True)
+class CertEntry:
+    """One certificate an HTTPS listener serves: a PEM file holding its chain and key (kept
+    0600 under the farm's state folder by ``farmhand.certs``) and the DNS names it covers,
+    read once by the controller so workers need no X.509 parser to choose by SNI."""
+
+    path: str
+    names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    """An HTTPS listener beside the plain one (``spec.tls.TlsSpec`` made plain)."""
+
+    listen_host: str
+    listen_port: int
+    certs: tuple[CertEntry, ...] = ()
+    """The first is served to clients whose SNI name no certificate covers (or who send none)."""
+    redirect_http: bool = False
+    hsts_seconds: int | None = None
+    version: str = ""
+    """A digest of the certificate files' contents: a new one means "load them again", which
+    engines do without a restart (``restart_key`` leaves it out)."""
+
+    @property
+    def listen(self) -> str:
+        host = f"[{self.listen_host}]" if ":" in self.listen_host else self.listen_host
+        return f"{host}:{self.listen_port}"
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TlsSettings:
+        fields = dict(data)
+        fields["certs"] = tuple(CertEntry(path=c["path"], names=tuple(c.get("names", ()))) for c in fields.get("certs", ()))
+        return cls(**fields)
+
+
+@dataclass(frozen=True)
 class EngineSettings:
     """Everything an engine needs to serve one role's listener."""
 
@@ -61,6 +97,7 @@ class EngineSettings:
     max_request_bytes: int = 16 << 20
     max_response_bytes: int = 256 << 20
     check: CheckSettings = CheckSettings()
+    tls: TlsSettings | None = None
 
     @property
     def listen(self) -> str:
@@ -74,7 +111,8 @@ class EngineSettings:
 
     def restart_key(self) -> tuple[object, ...]:
         """Settings that only a new engine process can change (the rest apply live)."""
-        return (self.listen_host, self.listen_port, self.mode, self.workers, self.engine)
+        key = (self.listen_host, self.listen_port, self.mode, self.workers, self.engine)
+        return key if self.tls is None else (*key, self.tls.listen)  # engines without TLS keep their key
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:12]
@@ -86,10 +124,13 @@ class EngineSettings:
     def from_json(cls, data: dict[str, Any]) -> EngineSettings:
         fields = dict(data)
         fields["check"] = CheckSettings(**fields.get("check", {}))
+        if fields.get("tls") is not None:
+            fields["tls"] = TlsSettings.from_json(fields["tls"])
         return cls(**fields)
 
     @classmethod
-    def from_spec(cls, role: str, lb: LbSpec, health: HealthSpec | None) -> EngineSettings:
+    def from_spec(cls, role: str, lb: LbSpec, health: HealthSpec | None, tls: TlsSettings | None = None) -> EngineSettings:
+        """``tls`` is made by ``farmhand.lb.make_data_plane`` once the certificate files are in place."""
         host, port = lb.host_port
         return cls(
             role=role,
@@ -107,10 +148,14 @@ class EngineSettings:
             max_request_bytes=lb.max_request_bytes,
             max_response_bytes=lb.max_response_bytes,
             check=check_from_spec(health),
+            tls=tls,
         )
 
     def with_workers(self, workers: int) -> EngineSettings:
         return replace(self, workers=workers)
+
+    def with_tls(self, tls: TlsSettings | None) -> EngineSettings:
+        return replace(self, tls=tls)
 
 
 def check_from_spec(health: HealthSpec | None) -> CheckSettings:

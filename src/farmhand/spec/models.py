@@ -20,6 +20,7 @@ from farmhand.registry import DRIVERS, ENGINES, known
 from farmhand.spec.autoscale import AutoscaleSpec
 from farmhand.spec.fake import MAX_FAKE_HOSTS, FakeOptions
 from farmhand.spec.gate import GateOptions
+from farmhand.spec.tls import TlsSpec
 from farmhand.spec.types import Duration, Strict
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
@@ -116,6 +117,8 @@ class LbSpec(Strict):
     max_response_bytes: StrictInt = Field(default=256 << 20, ge=1024)
     gate: Literal["smtp-delay"] | None = None
     gate_options: GateOptions = Field(default_factory=GateOptions)
+    tls: TlsSpec | None = None
+    """An HTTPS listener beside ``listen`` (http mode only; see spec/tls.py)."""
 
     @field_validator("listen")
     @classmethod
@@ -129,6 +132,15 @@ class LbSpec(Strict):
         if value not in ENGINES:
             raise ValueError(f'"{value}" is not a load-balancer engine (known: {known(ENGINES)})')
         return value
+
+    @model_validator(mode="after")
+    def _tls_fits(self) -> LbSpec:
+        if self.tls is not None:
+            if self.mode != "http" or self.gate is not None:
+                raise ValueError("tls is for http balancers (mode = \"http\", no gate)")
+            if self.tls.host_port == self.host_port:
+                raise ValueError(f"tls.listen must differ from listen ({self.listen}): plain HTTP goes on being served there")
+        return self
 
     @property
     def host_port(self) -> tuple[str, int]:

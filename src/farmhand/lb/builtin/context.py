@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from farmhand.lb.builtin import messages
 from farmhand.lb.builtin.table import BackendTable, Counters, Slot
 from farmhand.lb.settings import EngineSettings
 
@@ -45,6 +46,12 @@ class Context:
         self.rate_samples: deque[int] = deque(maxlen=RATE_WINDOW + 1)
         self.connecting: set[asyncio.Task[None]] = set()
         """Connect tasks in progress (held here: the loop keeps only weak references)."""
+        self.challenges: dict[str, str] = {}
+        """ACME HTTP-01 tokens -> key authorizations, answered on the plain listener."""
+        self.front: Callable[[bytes], bytes | None] | None = None
+        """What the plain listener answers itself (redirects, challenges); None: proxy all."""
+        self.hsts: bytes | None = None
+        """The Strict-Transport-Security line added to HTTPS answers, if any."""
         self.configure(settings)
 
     def start_connect(self, connect: Coroutine[Any, Any, None]) -> None:
@@ -64,6 +71,25 @@ class Context:
         self.max_request = settings.max_request_bytes
         self.max_response = settings.max_response_bytes
         self.table.set_balance(settings.balance)
+        tls = settings.tls
+        self.hsts = None if tls is None or tls.hsts_seconds is None else messages.hsts_line(tls.hsts_seconds)
+        self.set_challenges(self.challenges)
+
+    def set_challenges(self, challenges: dict[str, str]) -> None:
+        """Serve these ACME answers; the plain listener looks at requests only while it has
+        any to answer or redirects (so plain-only balancers pay nothing)."""
+        self.challenges = dict(challenges)
+        tls = self.settings.tls
+        redirect = tls.listen_port if tls is not None and tls.redirect_http else None
+        if redirect is None and not self.challenges:
+            self.front = None
+            return
+        held = self.challenges
+
+        def front(head: bytes) -> bytes | None:
+            return messages.plain_answer(head, held, redirect)
+
+        self.front = front
 
     def eject(self, slot: Slot) -> None:
         """Passive health: take ``slot`` out here at once and tell the supervisor."""

@@ -24,7 +24,7 @@ from farmhand import control_channel
 from farmhand.dataplane import Backend
 from farmhand.errors import LbError
 from farmhand.lb.builtin.engine import write_settings
-from farmhand.lb.settings import EngineSettings
+from farmhand.lb.settings import EngineSettings, TlsSettings
 
 START_TIMEOUT = 30.0
 SOCKET_PATH_MAX = 107
@@ -114,6 +114,17 @@ class BuiltinDataPlane:
                 yield
         except control_channel.LockBusy as error:
             raise self._error("another process holds the start lock") from error
+
+    async def set_tls(self, tls: TlsSettings) -> None:
+        """Load new certificate files into every worker (the same listener, nothing dropped);
+        ``LbError`` if they do not load, and the old ones go on serving."""
+        settings = self.settings.with_tls(tls)
+        await self._call({"op": "configure", "settings": settings.to_json()})
+        self.settings = settings
+
+    async def set_challenges(self, challenges: dict[str, str]) -> None:
+        """Answer these ACME HTTP-01 tokens (token -> key authorization) on the plain listener."""
+        await self._call({"op": "set_challenges", "challenges": challenges})
 
     async def set_backends(self, backends: list[Backend]) -> None:
         await self._call({"op": "set_backends", "backends": [b.to_json() for b in backends]})

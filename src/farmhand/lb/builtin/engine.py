@@ -28,6 +28,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -59,10 +60,12 @@ class EngineError(Exception):
 class WorkerProcess:
     """One worker: its listening socket (kept across restarts), process and link."""
 
-    def __init__(self, supervisor: Supervisor, index: int, listener: socket.socket) -> None:
+    def __init__(self, supervisor: Supervisor, index: int, listener: socket.socket,
+                 tls_listener: socket.socket | None = None) -> None:
         self.supervisor = supervisor
         self.index = index
         self.listener = listener
+        self.tls_listener = tls_listener
         self.proc: asyncio.subprocess.Process | None = None
         self.link: Link | None = None
         self.ready = False
@@ -81,13 +84,18 @@ class WorkerProcess:
         self.ready_event = asyncio.Event()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         listen_fd = self.listener.fileno()
+        fds = [listen_fd, theirs.fileno()]
+        tls_args: list[str] = []
+        if self.tls_listener is not None:
+            fds.append(self.tls_listener.fileno())
+            tls_args = ["--tls-fd", str(self.tls_listener.fileno())]
         self.started_at = time.monotonic()
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "farmhand.lb.worker",
-                "--listen-fd", str(listen_fd), "--link-fd", str(theirs.fileno()),
+                "--listen-fd", str(listen_fd), "--link-fd", str(theirs.fileno()), *tls_args,
                 str(self.supervisor.settings_path),
-                pass_fds=(listen_fd, theirs.fileno()),
+                pass_fds=tuple(fds),
                 stdin=subprocess.DEVNULL,
             )
         finally:
@@ -139,16 +147,33 @@ class Supervisor:
         self.retired = lb_stats.Retired()
         self.worker_restarts = 0
         self.deaths: deque[dict[str, Any]] = deque(maxlen=DEATHS_KEPT)
+        self.challenges: dict[str, str] = {}
+        self.tls_listen: str | None = None
+        self.tls_sockets: list[socket.socket | None] = []
 
     # -- startup
     def bind(self) -> list[socket.socket]:
+        """The plain listener's sockets (one per worker); with ``tls``, ``tls_sockets`` too."""
+        sockets, self.listen = self._bind_group(self.settings.listen_host, self.settings.listen_port, self.settings.listen)
+        self.tls_sockets = [None] * len(sockets)
+        tls = self.settings.tls
+        if tls is not None:
+            try:
+                tls_sockets, self.tls_listen = self._bind_group(tls.listen_host, tls.listen_port, tls.listen)
+            except EngineError:
+                for sock in sockets:
+                    sock.close()
+                raise
+            self.tls_sockets = list(tls_sockets)
+        return sockets
+
+    def _bind_group(self, host: str, port: int, listen: str) -> tuple[list[socket.socket], str]:
         """One SO_REUSEPORT socket per worker, after proving the address is nobody else's.
 
         SO_REUSEPORT would let another balancer join the group and split the traffic, so
         the address is first probed without it, under the per-user bind lock
         (``farmhand.lb.owner``): only this engine's workers ever share the port.
         """
-        host, port = self.settings.listen_host, self.settings.listen_port
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sockets: list[socket.socket] = []
         with owner.bind_lock():
@@ -167,17 +192,16 @@ class Supervisor:
                 for sock in sockets:
                     sock.close()
                 if owner.is_in_use(error):
-                    raise EngineError(owner.in_use(self.settings.listen, host, port)) from error
+                    raise EngineError(owner.in_use(listen, host, port)) from error
                 raise EngineError(
-                    f"cannot listen on {self.settings.listen} ({error.strerror or error}); "
-                    "change lb.listen to an address this machine has and you may use"
+                    f"cannot listen on {listen} ({error.strerror or error}); "
+                    "change lb.listen (or lb.tls.listen) to an address this machine has and you may use"
                 ) from error
-        self.listen = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
-        return sockets
+        return sockets, (f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}")
 
     async def start(self) -> None:
         listeners = self.bind()
-        self.workers = [WorkerProcess(self, i, sock) for i, sock in enumerate(listeners)]
+        self.workers = [WorkerProcess(self, i, sock, self.tls_sockets[i]) for i, sock in enumerate(listeners)]
         for worker in self.workers:
             await worker.start()
         try:
@@ -238,6 +262,8 @@ class Supervisor:
         """Bring a (re)started worker up to date before it counts as ready."""
         link.send({"op": "configure", "settings": self.settings.to_json()})
         link.send({"op": "set_backends", "backends": self.backends, "ejected": sorted(self.ejected)})
+        if self.challenges:
+            link.send({"op": "set_challenges", "challenges": self.challenges})
 
     def broadcast(self, message: Message) -> None:
         for worker in self.workers:
@@ -269,6 +295,7 @@ class Supervisor:
                 "pid": os.getpid(),
                 "role": self.settings.role,
                 "listen": self.listen,
+                "tls_listen": self.tls_listen,
                 "mode": self.settings.mode,
                 "workers": sum(1 for w in self.workers if w.ready),
                 "fingerprint": self.settings.fingerprint(),
@@ -289,6 +316,12 @@ class Supervisor:
             return merged
         if op == "configure":
             self.configure(EngineSettings.from_json(request["settings"]))
+            await self.ask_all({"op": "ping"})  # every worker has applied it (new certificates too)
+            return {}
+        if op == "set_challenges":
+            self.challenges = {str(k): str(v) for k, v in request["challenges"].items()}
+            self.broadcast({"op": "set_challenges", "challenges": self.challenges})
+            await self.ask_all({"op": "ping"})
             return {}
         if op == "stop":
             self.stop_grace = float(request.get("grace", self.stop_grace))
@@ -311,7 +344,14 @@ class Supervisor:
 
     def configure(self, settings: EngineSettings) -> None:
         if settings.restart_key() != self.settings.restart_key():
-            raise ValueError("listen, mode and workers change only by restarting the engine")
+            raise ValueError("listen, tls.listen, mode and workers change only by restarting the engine")
+        if settings.tls is not None and (self.settings.tls is None or settings.tls.version != self.settings.tls.version):
+            from farmhand.lb.builtin.certificates import Certificates
+
+            try:
+                Certificates(settings.tls)  # refused here, the workers go on with the old ones
+            except (OSError, ssl.SSLError) as error:
+                raise ValueError(f"the new certificates do not load: {error}") from error
         self.settings = settings
         self.readmitter.check = settings.check
         write_settings(self.settings_path, settings)
@@ -331,6 +371,8 @@ class Supervisor:
                     proc.kill()
         for worker in self.workers:
             worker.listener.close()
+            if worker.tls_listener is not None:
+                worker.tls_listener.close()
 
 
 def write_settings(path: Path, settings: EngineSettings) -> None:
@@ -371,7 +413,8 @@ async def run(settings_path: Path, notify: int | None) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, supervisor.stopping.set)
-    print(f"engine {os.getpid()} serving {supervisor.listen} with {settings.workers} workers", flush=True)
+    https = f" and HTTPS on {supervisor.tls_listen}" if supervisor.tls_listen else ""
+    print(f"engine {os.getpid()} serving {supervisor.listen}{https} with {settings.workers} workers", flush=True)
     _notify(notify, f"ok {os.getpid()} {supervisor.listen}")
     await supervisor.stopping.wait()
     print("engine stopping", flush=True)

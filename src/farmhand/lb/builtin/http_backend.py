@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import httptools
 
 from farmhand.lb.builtin.context import Context
+from farmhand.lb.builtin.messages import with_header_line
 from farmhand.lb.builtin.retry import Failure, failure_of
 from farmhand.lb.builtin.table import READY, Slot
 
@@ -150,8 +151,12 @@ class BackendSide(asyncio.Protocol):
             self.transport.abort()
             return
         self.stamp = self.ctx.tick
-        self.got += len(data)
-        client.transport.write(data)
+        got = self.got
+        self.got = got + len(data)
+        if got == 0 and client.tls and self.ctx.hsts is not None:
+            client.transport.write(with_header_line(data, self.ctx.hsts))
+        else:
+            client.transport.write(data)
         if self.tunnel:
             return
         try:

@@ -57,7 +57,7 @@ class ClientSide(asyncio.Protocol):
         "ctx", "transport", "parser", "xff", "key", "buf", "begun", "head_seen", "done",
         "keep_alive", "method", "upgrade", "out", "req_bytes", "backend", "tried", "attempts",
         "t0", "stamp", "pending", "in_flight", "waiting_since", "tunnel", "closed", "fresh_retry",
-        "head_at",
+        "head_at", "tls",
     )
 
     def __init__(self, ctx: Context) -> None:
@@ -85,6 +85,7 @@ class ClientSide(asyncio.Protocol):
         self.tunnel = False
         self.closed = False
         self.xff = b""
+        self.tls = False
         self.key = 0
         self.head_at = ctx.tick
         """Tick at which the head being awaited began (accept, or its first byte after an
@@ -110,7 +111,7 @@ class ClientSide(asyncio.Protocol):
         ctx = self.ctx
         peer = transport.get_extra_info("peername")
         ip = peer[0] if peer else "unknown"
-        self.xff = messages.forwarded_lines(ip)
+        self.xff = messages.forwarded_lines(ip, "https" if self.tls else "http")
         if ctx.settings.balance == "source":
             from farmhand.lb.builtin.balance import hash64
 
@@ -171,6 +172,10 @@ class ClientSide(asyncio.Protocol):
         if _suspect(head, lower) and (refused := messages.refusal(head, lower)) is not None:
             self.ctx.listener.errors += 1
             self._reply_and_close(refused)
+            return
+        front = self.ctx.front
+        if front is not None and not self.tls and (answer := front(head)) is not None:
+            self._reply_and_close(answer)
             return
         if _XFP in lower:
             head = messages.rewrite_head(head, b"")
@@ -447,3 +452,14 @@ class ClientSide(asyncio.Protocol):
             backend.slot.active -= 1
             backend.client = None
             backend.abort()
+
+
+class TlsClientSide(ClientSide):
+    """A client of the HTTPS listener: the same proxying over the TLS transport, with
+    ``X-Forwarded-Proto: https`` and, if asked, HSTS on every answer (``http_backend``)."""
+
+    __slots__ = ()
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.tls = True

@@ -182,3 +182,71 @@ def first_request_length(data: bytes) -> int | None:
         else:
             low = middle + 1
     return low
+
+
+# -- HTTPS beside plain HTTP (issue 15): what the plain listener answers itself, and HSTS.
+
+ACME_PREFIX = b"/.well-known/acme-challenge/"
+
+
+def hsts_line(max_age: int) -> bytes:
+    """The header line added after a response's status line on the HTTPS listener."""
+    return f"Strict-Transport-Security: max-age={max_age}\r\n".encode()
+
+
+def with_header_line(data: bytes, line: bytes) -> bytes:
+    """``data`` (a response's first bytes) with ``line`` inserted after its status line.
+
+    A status line cut before its CRLF (a backend writing a byte at a time) is left as it is:
+    that response goes without the line rather than being held back."""
+    end = data.find(b"\r\n")
+    if end < 0:
+        return data
+    return data[: end + 2] + line + data[end + 2 :]
+
+
+def plain_answer(head: bytes, challenges: dict[str, str], redirect_port: int | None) -> bytes | None:
+    """What the plain listener answers itself, or None to proxy the request as usual.
+
+    An ACME HTTP-01 request for a token the balancer holds gets its key authorization
+    (RFC 8555 §8.3); with ``redirect_port`` every other request gets a 301 to the same host
+    and path over HTTPS (an unknown challenge token too: a 404 says more than a redirect).
+    """
+    line_end = head.find(b"\r\n")
+    parts = head[: line_end if line_end >= 0 else len(head)].split(b" ")
+    if len(parts) != 3:
+        return None
+    target = parts[1]
+    if target.startswith(ACME_PREFIX):
+        answer = challenges.get(target[len(ACME_PREFIX):].decode("latin-1"))
+        if answer is not None:
+            body = answer.encode()
+            return (b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n"
+                    b"Connection: close\r\nCache-Control: no-store\r\n\r\n" % len(body)) + body
+        if redirect_port is not None or challenges:
+            return NOT_FOUND
+        return None
+    if redirect_port is None:
+        return None
+    host = header_value(head, b"host")
+    if not host:
+        return BAD_REQUEST
+    name = host.rsplit(b":", 1)[0] if not host.endswith(b"]") else host
+    port = b"" if redirect_port == 443 else b":%d" % redirect_port
+    location = b"https://" + name + port + (target if target.startswith(b"/") else b"/")
+    return (b"HTTP/1.1 301 Moved Permanently\r\nLocation: " + location +
+            b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+
+def header_value(head: bytes, name: bytes) -> bytes | None:
+    """The first ``name:`` header's value in a head (``name`` lower-case), or None."""
+    lower = head.lower()
+    at = lower.find(b"\r\n" + name + b":")
+    if at < 0:
+        return None
+    start = at + len(name) + 3
+    end = head.find(b"\r\n", start)
+    return head[start : end if end >= 0 else len(head)].strip()
+
+
+NOT_FOUND = canned(404, "Not Found", "no such ACME challenge")

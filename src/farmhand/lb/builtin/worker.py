@@ -4,8 +4,9 @@ Started by the supervisor (``farmhand.lb.builtin.engine``) as
 ``python -m farmhand.lb.worker --listen-fd N --link-fd M engine.json``: the listening
 socket (one SO_REUSEPORT socket per worker, created and kept open by the supervisor so a
 restarted worker picks up connections queued meanwhile) and its link to the supervisor are
-inherited file descriptors. The worker answers the supervisor's requests (``set_backends``,
-``eject``, ``readmit``, ``configure``, ``stats``, ``active``, ``stop``), reports the backends
+inherited file descriptors, and so is the HTTPS listener's (``--tls-fd``) when the role has one.
+The worker answers the supervisor's requests (``set_backends``, ``eject``, ``readmit``,
+``configure`` (new certificates included), ``set_challenges``, ``stats``, ``active``, ``stop``), reports the backends
 it ejects, and runs the once-per-tick sweep that enforces every timeout.
 """
 
@@ -25,6 +26,7 @@ from typing import Any
 import uvloop
 
 from farmhand.lb.builtin import histogram
+from farmhand.lb.builtin.certificates import Certificates
 from farmhand.lb.builtin.context import TICK, Context
 from farmhand.lb.builtin.link import Link, Message, open_link
 from farmhand.lb.settings import EngineSettings
@@ -36,6 +38,9 @@ STOP_GRACE_MAX = 10.0
 class Worker:
     def __init__(self, settings: EngineSettings) -> None:
         self.ctx = Context(settings, on_eject=self._report_eject)
+        self.certificates: Certificates | None = None
+        if settings.tls is not None:
+            self.certificates = Certificates(settings.tls)
         self.link: Link | None = None
         self.stopping = asyncio.Event()
         self.grace = min(settings.drain_timeout, STOP_GRACE_MAX)
@@ -58,7 +63,13 @@ class Worker:
         if op == "stats":
             return self.stats()
         if op == "configure":
-            ctx.configure(EngineSettings.from_json(message["settings"]))
+            settings = EngineSettings.from_json(message["settings"])
+            if settings.tls is not None and self.certificates is not None and settings.tls.version != self.certificates.version:
+                self.certificates.load(settings.tls)  # the supervisor loaded them first: they load
+            ctx.configure(settings)
+            return {}
+        if op == "set_challenges":
+            ctx.set_challenges(message["challenges"])
             return {}
         if op == "stop":
             self.grace = float(message.get("grace", self.grace))
@@ -116,11 +127,20 @@ class Worker:
             if tick % round(1 / TICK) == 0:
                 ctx.sample_rate()
 
-    async def serve(self, listen_fd: int, link_fd: int) -> None:
+    async def serve(self, listen_fd: int, link_fd: int, tls_fd: int | None = None) -> None:
         loop = asyncio.get_running_loop()
         self.link = await open_link(socket.socket(fileno=link_fd), self.on_message, self.stopping.set)
         listener = socket.socket(fileno=listen_fd)
         server = await loop.create_server(self.protocol_factory(), sock=listener, backlog=1024)
+        servers = [server]
+        if tls_fd is not None and self.certificates is not None:
+            from farmhand.lb.builtin.http_proxy import TlsClientSide
+
+            ctx = self.ctx
+            servers.append(await loop.create_server(
+                lambda: TlsClientSide(ctx), sock=socket.socket(fileno=tls_fd), backlog=1024,
+                ssl=self.certificates.outer, ssl_handshake_timeout=ctx.settings.http_request_timeout,
+            ))
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stopping.set)
         sweeper = asyncio.create_task(self.sweep_forever())
@@ -131,7 +151,8 @@ class Worker:
         gc.set_threshold(50_000, 50, 100)
         self.link.send({"event": "ready", "pid": os.getpid()})
         await self.stopping.wait()
-        server.close()
+        for each in servers:
+            each.close()
         await self.finish_in_flight()
         sweeper.cancel()
         self.link.close()
@@ -156,12 +177,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="farmhand.lb.worker")
     parser.add_argument("--listen-fd", type=int, required=True)
     parser.add_argument("--link-fd", type=int, required=True)
+    parser.add_argument("--tls-fd", type=int, default=None)
     parser.add_argument("settings", type=Path)
     args = parser.parse_args(argv)
     settings = EngineSettings.from_json(json.loads(args.settings.read_text()))
 
     async def run() -> None:
-        await Worker(settings).serve(args.listen_fd, args.link_fd)
+        await Worker(settings).serve(args.listen_fd, args.link_fd, args.tls_fd)
 
     uvloop.run(run())
     return 0

@@ -38,6 +38,7 @@ from typing import Any
 
 from farmhand.dataplane import Backend
 from farmhand.lb.settings import RETRIES, EngineSettings
+from farmhand.lb.tls import ACME_CHALLENGE_PREFIX, CIPHERS_TLS12, CIPHERSUITES_TLS13
 
 IDEMPOTENT_ACL = "GET HEAD OPTIONS TRACE PUT DELETE"
 FAST_INTER_MS = 500
@@ -94,6 +95,7 @@ def render(settings: EngineSettings, run_dir: str, backends: list[Backend], maxc
         "    stats timeout 30s",
         f"    nbthread {settings.workers}",
         f"    maxconn {maxconn}",
+        *tls_globals(settings),
         "",
         "defaults",
         f"    mode {settings.mode}",
@@ -116,13 +118,15 @@ def render(settings: EngineSettings, run_dir: str, backends: list[Backend], maxc
         "",
         f"frontend {frontend_name(settings)}",
         f"    bind {address(settings.listen_host, settings.listen_port)}",
+        *tls_frontend(settings, run_dir),
         f"    default_backend {backend_name(settings)}",
     ]
     if http:
         lines += [
             f"    acl idempotent method {IDEMPOTENT_ACL}",
             "    http-request disable-l7-retry unless idempotent",
-            "    http-request set-header X-Forwarded-Proto http",
+            "    http-request set-header X-Forwarded-Proto http" + (" unless { ssl_fc }" if settings.tls else ""),
+            *(["    http-request set-header X-Forwarded-Proto https if { ssl_fc }"] if settings.tls else []),
             f"    http-request deny deny_status 413 if {{ req.hdr_val(content-length) gt {settings.max_request_bytes} }}",
         ]
     lines += ["", f"backend {backend_name(settings)}", f"    balance {settings.balance}"]
@@ -139,6 +143,50 @@ def render(settings: EngineSettings, run_dir: str, backends: list[Backend], maxc
             f"{server_options(settings, backend.weight)}"
         )
     return "\n".join(lines) + "\n"
+
+
+def crt_list(settings: EngineSettings) -> str:
+    """The certificates of the HTTPS bind, one per line, the default first; HAProxy picks
+    among them by SNI from the names in each certificate."""
+    assert settings.tls is not None
+    return "".join(f"{entry.path}\n" for entry in settings.tls.certs)
+
+
+def tls_globals(settings: EngineSettings) -> list[str]:
+    """Mozilla intermediate for every bind (``farmhand.lb.tls``)."""
+    if settings.tls is None:
+        return []
+    return [
+        f"    ssl-default-bind-ciphers {CIPHERS_TLS12}",
+        f"    ssl-default-bind-ciphersuites {CIPHERSUITES_TLS13}",
+        "    ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets",
+    ]
+
+
+def tls_frontend(settings: EngineSettings, run_dir: str) -> list[str]:
+    """The HTTPS bind beside the plain one, and what the plain one answers itself: ACME
+    HTTP-01 tokens from ``acme.map`` (changed live with ``add map``/``clear map``) and, if
+    asked, a 301 to HTTPS; HSTS on HTTPS answers."""
+    tls = settings.tls
+    if tls is None:
+        return []
+    acme_map = f"{run_dir}/acme.map"
+    token = f"path,field(4,/),map({acme_map})"
+    lines = [
+        f"    bind {address(tls.listen_host, tls.listen_port)} ssl crt-list {run_dir}/certs.list alpn http/1.1",
+        f"    acl acme_path path_beg {ACME_CHALLENGE_PREFIX}",
+        f"    http-request return status 200 content-type application/octet-stream lf-string \"%[{token}]\" "
+        f"if !{{ ssl_fc }} acme_path {{ {token} -m found }}",
+    ]
+    if tls.redirect_http:
+        port = "" if tls.listen_port == 443 else f":{tls.listen_port}"
+        lines.append(
+            f"    http-request redirect location https://%[req.hdr(host),regsub(:[0-9]+$,)]{port}%[capture.req.uri] "
+            "code 301 if !{ ssl_fc } !acme_path"
+        )
+    if tls.hsts_seconds is not None:
+        lines.append(f'    http-response set-header Strict-Transport-Security "max-age={tls.hsts_seconds}" if {{ ssl_fc }}')
+    return lines
 
 
 @dataclass(frozen=True)

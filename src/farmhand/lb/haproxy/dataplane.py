@@ -31,7 +31,7 @@ from farmhand.dataplane import Backend
 from farmhand.errors import LbError
 from farmhand.lb import owner
 from farmhand.lb.haproxy import config as hc
-from farmhand.lb.settings import EngineSettings
+from farmhand.lb.settings import EngineSettings, TlsSettings
 
 START_TIMEOUT = 15.0
 REMOVAL_POLL = 0.2
@@ -105,9 +105,48 @@ class HaproxyDataPlane:
         return hc.render(self.settings, str(self.run_dir), backends, hc.max_connections())
 
     def _write_config(self, backends: list[Backend]) -> None:
+        if self.settings.tls is not None:
+            self._write_file(self.run_dir / "certs.list", hc.crt_list(self.settings))
+            acme_map = self.run_dir / "acme.map"
+            if not acme_map.exists():
+                self._write_file(acme_map, "")
         tmp = self.cfg.with_suffix(".tmp")
         tmp.write_text(self._render(backends))
         tmp.replace(self.cfg)
+
+    @staticmethod
+    def _write_file(path: Path, text: str) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+
+    async def set_tls(self, tls: TlsSettings) -> None:
+        """Load new contents of the certificate files through the runtime API (``set ssl
+        cert`` + ``commit ssl cert``, HAProxy 2.2+): new handshakes get them, no reload, no
+        connection dropped. The files (and so the crt-list) stay the same; a changed list
+        of files is a changed ``tls`` table, which restarts the balancer."""
+        if self.settings.tls is None or [c.path for c in tls.certs] != [c.path for c in self.settings.tls.certs]:
+            raise self._error("the certificate files changed, not only their contents: restart the balancer")
+        async with self.lock:
+            for entry in tls.certs:
+                text = Path(entry.path).read_text().strip()
+                answer = await self.admin(f"set ssl cert {entry.path} <<\n{text}\n")
+                if "Transaction created" not in answer and "Transaction updated" not in answer:
+                    await self.admin(f"abort ssl cert {entry.path}")
+                    raise self._error(f"HAProxy refused the new {entry.path}: {answer.strip()}")
+                answer = await self.admin(f"commit ssl cert {entry.path}")
+                if "Success" not in answer:
+                    raise self._error(f"HAProxy did not commit {entry.path}: {answer.strip()}")
+            self.settings = self.settings.with_tls(tls)
+
+    async def set_challenges(self, challenges: dict[str, str]) -> None:
+        """Answer these ACME HTTP-01 tokens on the plain listener (``acme.map``, changed live)."""
+        acme_map = self.run_dir / "acme.map"
+        async with self.lock:
+            self._write_file(acme_map, "".join(f"{token} {answer}\n" for token, answer in challenges.items()))
+            await self._command(f"clear map {acme_map}")
+            for token, answer in challenges.items():
+                await self._command(f"add map {acme_map} {token} {answer}")
 
     async def ensure_running(self) -> bool:
         binary = shutil.which("haproxy")
