@@ -19,6 +19,9 @@ from farmhand.records import LIVE_STATES, Health, NodeRecord, NodeState
 log = logging.getLogger(__name__)
 ALIVE_AND_HEALTHY = NodeSeen(True, None, Health.HEALTHY)
 LIST_TIMEOUT = 3.0
+"""The longest a host that is up may take to list its nodes, and never over half the farm's
+``host_timeout``: a host that stops answering is then down within ``host_timeout`` of its
+last answer, not ``LIST_TIMEOUT`` later."""
 PROBE_TIMEOUT = 20.0
 """A background probe may wait for the driver's own verdict (no route, refused...)."""
 
@@ -71,7 +74,8 @@ async def _list_hosts(ctx: FarmContext, now: float) -> dict[str, dict[str, Runni
     host never slows the ticks of the others."""
     listed: dict[str, dict[str, RunningNode]] = {}
     inline = [n for n in ctx.drivers if ctx.hosts.setdefault(n, HostStatus(since=now)).state == "up"]
-    results = await asyncio.gather(*(_bounded_list(ctx, n) for n in inline), return_exceptions=True)
+    timeout = min(LIST_TIMEOUT, ctx.spec.farm.host_timeout / 2)
+    results = await asyncio.gather(*(_bounded_list(ctx, n, timeout) for n in inline), return_exceptions=True)
     outcomes: dict[str, object] = dict(zip(inline, results, strict=True))
     for name in ctx.drivers:
         status = ctx.hosts[name]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import textwrap
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -44,7 +45,7 @@ def farm_on(hosts: dict[str, dict[str, Any]], app: Path, listen: str, count: int
     tables = "\n".join(host_table(name, fields) for name, fields in hosts.items())
     return tables + textwrap.dedent(f"""\
         [farm]
-        host_timeout = "2s"
+        host_timeout = "4s"
 
         [roles.web]
         command = "python3 app.py --port {{port}} --node {{node}} --host {{host}}"
@@ -92,6 +93,7 @@ def test_spread_host_failure_migrate_and_drain(make_farm: Callable[..., Farm], t
         victim = three_hosts.host("h3")
         before = per_host(farm)["h3"]
         assert before >= 1
+        cut_at = time.time()
         three_hosts.cut(victim)
         try:
             wait_for(lambda: per_host(farm)["h3"] == 0 and len(farm.ready_nodes("web")) == 6, 60,
@@ -107,6 +109,12 @@ def test_spread_host_failure_migrate_and_drain(make_farm: Callable[..., Farm], t
     assert len(traffic.failures) <= traffic.threads, traffic.failures
     events = farm.events()
     assert any(e["kind"] == "host.down" and "h3" in e["message"] for e in events)
+    # issue 10.5, measured (printed, not asserted: machines are noisy): from the cut being
+    # cut to the last moved node serving, against host_timeout + a node's start
+    down = next(e["ts"] for e in events if e["kind"] == "host.down" and "h3" in e["message"])
+    served = max(e["ts"] for e in events if e["kind"] == "node.ready" and e["ts"] > cut_at)
+    print(f"link cut: down after {down - cut_at:.1f}s, moved nodes serving after {served - cut_at:.1f}s "
+          "(host_timeout 4s)")
     # the host comes back: the nodes it still ran from the old placement are stopped
     wait_for(lambda: any(e["kind"] == "node.orphan" for e in farm.events()), 30, "h3's stale nodes to be stopped")
 
