@@ -109,8 +109,8 @@ def test_spread_host_failure_migrate_and_drain(make_farm: Callable[..., Farm], t
     assert len(traffic.failures) <= traffic.threads, traffic.failures
     events = farm.events()
     assert any(e["kind"] == "host.down" and "h3" in e["message"] for e in events)
-    # issue 10.5, measured (printed, not asserted: machines are noisy): from the cut being
-    # cut to the last moved node serving, against host_timeout + a node's start
+    # issue 10.5, measured (printed, not asserted: machines are noisy): from the cut to the
+    # host declared down and to the last moved node serving, against host_timeout + a start
     down = next(e["ts"] for e in events if e["kind"] == "host.down" and "h3" in e["message"])
     served = max(e["ts"] for e in events if e["kind"] == "node.ready" and e["ts"] > cut_at)
     print(f"link cut: down after {down - cut_at:.1f}s, moved nodes serving after {served - cut_at:.1f}s "
