@@ -353,3 +353,33 @@ def test_a_step_in_load_still_scales_up_through_the_window() -> None:
     role.history["requests_per_s"] = [(float(t), 0.0) for t in range(-10, 0)]
     counts = [role.load(400).wanted for _ in range(10)]
     assert counts[-1] == 4 and counts.index(4) <= 6
+
+
+# a metric that states the count ----------------------------------------------------------
+
+def desired_rules(**settings: Any) -> AutoscaleSpec:
+    return rules(target=[], desired=[{"metric": "wanted", **settings.pop("policy", {})}],
+                 external={"wanted": {"command": "echo 1", "kind": "level"}}, **settings)
+
+
+def test_a_desired_count_metric_is_followed_within_the_bounds_and_windows() -> None:
+    role = settled(desired_rules(scale_up_stabilization="0s", scale_down_stabilization="3s"), count=2, upper=6)
+    decision = role.sample(wanted=5)
+    assert decision.wanted == 5 and "wanted asks for 5 node(s)" in decision.reason
+    assert role.sample(wanted=40).wanted == 6, "max wins"
+    counts = [role.sample(wanted=1).wanted for _ in range(5)]
+    assert counts == [6, 6, 1, 1, 1], "down only once no sample of the last 3s wanted more"
+
+
+def test_a_desired_count_can_be_scaled_per_unit() -> None:
+    role = settled(desired_rules(policy={"per": 0.1}, scale_up_stabilization="0s"), count=1, upper=10)
+    decision = role.sample(wanted=42)
+    assert decision.wanted == 5 and "wanted asks for 42 x 0.1 node(s)" in decision.reason
+
+
+def test_the_largest_of_a_desired_count_and_a_target_wins() -> None:
+    spec = rules(desired=[{"metric": "wanted"}], external={"wanted": {"command": "echo 1", "kind": "level"}},
+                 scale_up_stabilization="0s")
+    role = settled(spec, count=1, upper=10)
+    assert role.sample(wanted=2, requests_per_s=400).wanted == 4
+    assert role.sample(wanted=7, requests_per_s=400).wanted == 7

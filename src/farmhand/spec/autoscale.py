@@ -60,6 +60,17 @@ class TargetPolicy(Strict):
     """No change while per node stays within value x (1 +- tolerance): HPA's 10% band."""
 
 
+class DesiredPolicy(Strict):
+    """A metric that states the count itself: an engine's own judgement of how many nodes it
+    wants (Dask's scheduler publishes ``dask_scheduler_desired_workers``, a queue may say
+    one worker per N jobs). wanted = ceil(value x ``per``), within the role's bounds and the
+    usual stabilization."""
+
+    metric: str
+    per: float = Field(default=1.0, gt=0)
+    """Nodes per unit of the metric (0.1: one node per ten units)."""
+
+
 class ThresholdPolicy(Strict):
     """Scalr's rule: ``metric`` above ``above`` for ``for``: add ``add`` nodes; below ``below``
     for ``for``: remove ``remove``. The value compared is the role's (the mean over nodes, or
@@ -158,6 +169,7 @@ class AutoscaleSpec(Strict):
     timezone: str | None = None
     """For schedule windows ("Europe/Paris"); default: the controller's local time."""
     target: tuple[TargetPolicy, ...] = ()
+    desired: tuple[DesiredPolicy, ...] = ()
     threshold: tuple[ThresholdPolicy, ...] = ()
     schedule: tuple[ScheduleWindow, ...] = ()
     external: dict[str, ExternalMetric] = Field(default_factory=dict)
@@ -174,9 +186,9 @@ class AutoscaleSpec(Strict):
 
     @model_validator(mode="after")
     def _known_metrics(self) -> AutoscaleSpec:
-        if not (self.target or self.threshold or self.schedule):
+        if not (self.target or self.desired or self.threshold or self.schedule):
             raise ValueError("autoscale needs at least one policy: [[...autoscale.target]], "
-                             "[[...autoscale.threshold]] or [[...autoscale.schedule]]")
+                             "[[...autoscale.desired]], [[...autoscale.threshold]] or [[...autoscale.schedule]]")
         for name in self.external:
             if name in BUILTIN_METRICS:
                 raise ValueError(f"external metric {name!r} has the name of a built-in metric")
@@ -193,7 +205,7 @@ class AutoscaleSpec(Strict):
 
     def metrics(self) -> list[str]:
         """The metrics the policies read."""
-        return [p.metric for p in self.target] + [p.metric for p in self.threshold]
+        return [p.metric for p in self.target] + [p.metric for p in self.desired] + [p.metric for p in self.threshold]
 
     def uses_lb(self) -> list[str]:
         """Metrics the policies read from a load balancer."""

@@ -4,7 +4,8 @@ have now, with a reason that carries the inputs ("web 2 -> 4: 210 req/s per node
 One decision per metric sample (``decide``), in this order:
 
 1. **Bounds**: the role's min/max, replaced by those of the schedule windows that match now.
-2. **Proposals**: each target policy proposes ceil(nodes x per node / target), per node taken
+2. **Proposals**: each desired policy proposes the count its metric states (times ``per``);
+   each target policy proposes ceil(nodes x per node / target), per node taken
    as the mean over the last ``window`` seconds of samples, or the current
    count while per node stays within the tolerance band; each threshold rule whose condition
    has held long enough proposes the count plus or minus its step. The largest proposal wins;
@@ -32,7 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from farmhand.spec.autoscale import AutoscaleSpec, MetricInfo, TargetPolicy, ThresholdPolicy
+from farmhand.spec.autoscale import AutoscaleSpec, DesiredPolicy, MetricInfo, TargetPolicy, ThresholdPolicy
 from farmhand.units import format_duration
 
 EPSILON = 1e-9
@@ -169,6 +170,13 @@ def target_proposal(policy: TargetPolicy, info: MetricInfo, reading: Reading, cu
     return Proposal(count, f"{shown} {'>' if ratio > 1 else '<'} target {number(policy.value)}")
 
 
+def desired_proposal(policy: DesiredPolicy, reading: Reading) -> Proposal:
+    """The count a metric states itself: ceil(value x per)."""
+    count = max(math.ceil(reading.value * policy.per - EPSILON), 0)
+    scaled = f" x {number(policy.per)}" if policy.per != 1 else ""
+    return Proposal(count, f"{policy.metric} asks for {number(reading.value)}{scaled} node(s)")
+
+
 def threshold_proposal(policy: ThresholdPolicy, info: MetricInfo, reading: Reading, current: int,
                        now: float, last_change: float | None) -> Proposal | None:
     """Above (below) the line in every sample for ``for``, counted from the last change at
@@ -207,6 +215,10 @@ def _proposals(s: Situation, memory: Memory) -> list[Proposal | None]:
         if reading is not None:
             smooth = smoothed(reading, s.now, s.spec.window)
             found.append(target_proposal(target, s.spec.metric_info(target.metric), smooth, s.current))
+    for desired in s.spec.desired:
+        reading = s.readings.get(desired.metric)
+        if reading is not None:
+            found.append(desired_proposal(desired, reading))  # the engine's own judgement, as it is
     for rule in s.spec.threshold:
         reading = s.readings.get(rule.metric)
         if reading is not None:
