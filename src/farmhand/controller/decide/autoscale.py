@@ -33,7 +33,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from farmhand.spec.autoscale import AutoscaleSpec, DesiredPolicy, MetricInfo, TargetPolicy, ThresholdPolicy
+from farmhand.spec.autoscale import (
+    AutoscaleSpec,
+    DesiredPolicy,
+    MetricInfo,
+    TargetPolicy,
+    ThresholdPolicy,
+)
 from farmhand.units import format_duration
 
 EPSILON = 1e-9
