@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from farmhand.controller.certs import CertKeeper
 from farmhand.dataplane import Backend, DataPlane, PlaneStats
 from farmhand.errors import FarmhandError, LbError
 from farmhand.records import NodeRecord, NodeState
@@ -43,6 +44,8 @@ class DataPlanes:
         self._restarts: dict[str, int] = {}
         self._watching: asyncio.Task[dict[str, PlaneStats]] | None = None
         self._last_watch = 0.0
+        self.certs = CertKeeper(state_dir, now, say)
+        """HTTPS certificates: ACME orders and renewals, changed files (controller/certs.py)."""
 
     def __repr__(self) -> str:
         return f"<DataPlanes [running: {', '.join(self.running) or 'none'} | failing: {', '.join(self._errors) or 'none'}]>"
@@ -81,6 +84,7 @@ class DataPlanes:
             except LbError as error:
                 self._retry_at[name] = now + PLANE_RETRY
                 self._fail(name, f"{error}; retrying every {PLANE_RETRY:g}s")
+        self.certs.tick(spec, self.running)
 
     async def replace(self, name: str, role: RoleSpec) -> DataPlane:
         """A new plane for a changed ``lb`` table, not yet in service: the running one is
@@ -200,6 +204,7 @@ class DataPlanes:
             self._watching = asyncio.ensure_future(self.stats())
 
     async def close(self) -> None:
+        await self.certs.close()
         if self._watching is not None and not self._watching.done():
             self._watching.cancel()
             with contextlib.suppress(asyncio.CancelledError):
