@@ -121,3 +121,30 @@ def test_a_nodes_end_has_one_wording_with_its_status_where_known() -> None:
     assert exit_wording(3) == "exited with code 3"
     assert exit_wording(-9) == "exited: killed by signal 9 (SIGKILL)"
     assert exit_wording(None) == "exited (exit status unknown)"
+
+
+def test_a_removed_nodes_kill_waits_for_its_pre_stop_hook_too() -> None:
+    sim = Sim.of(farm(2, extra='stop_grace = "2s"\npre_stop = { command = "retire {node}", timeout = "30s" }'))
+    sim.settle()
+    sim.scaled("web", 1)
+    sim.tick()
+    stopping = sim.by_state(NodeState.STOPPING)
+    assert len(stopping) == 1
+    sim.now += 10  # past stop_grace, within stop_grace + the hook's timeout
+    assert not any(isinstance(x, a.KillNode) for x in sim.tick())
+    sim.now += 25
+    assert any(isinstance(x, a.KillNode) for x in sim.tick())
+
+
+def test_a_pre_stop_hook_needs_one_way_to_run() -> None:
+    from farmhand.errors import SpecError
+
+    cases = [('{ timeout = "1s" }', "give either"), ('{ http = "retire" }', "must be a path"),
+             ('{ command = "x {nope}" }', "unknown placeholder {nope}")]
+    for bad, says in cases:
+        try:
+            parse_farm(farm(1, extra=f"pre_stop = {bad}"))
+        except SpecError as error:
+            assert says in str(error), str(error)
+        else:
+            raise AssertionError(f"accepted {bad}")

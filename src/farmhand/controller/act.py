@@ -17,9 +17,11 @@ from collections.abc import Awaitable
 
 from farmhand.controller.context import FarmContext
 from farmhand.controller.decide import actions as a
-from farmhand.drivers.base import NodeLaunch, RunningNode
+from farmhand.controller.prestop import run_hook
+from farmhand.drivers.base import Driver, NodeLaunch, RunningNode
 from farmhand.errors import DriverError, FarmhandError, PortInUse
 from farmhand.records import NodeRecord, NodeState, OnStop, RoleState
+from farmhand.spec.models import PreStopSpec
 from farmhand.units import format_duration
 
 log = logging.getLogger(__name__)
@@ -223,7 +225,26 @@ class Actor:
         kind = "node.unhealthy" if action.failure else "node.stopping"
         then = "; restarting it" if action.on_stop == OnStop.RESTART else ""
         self.ctx.events.add(kind, f"{node.id} stopping: {action.reason}{then}", node.role, node.id)
-        await self._signal(node, role.stop_signal if role else "TERM")
+        signame = role.stop_signal if role else "TERM"
+        driver = self.ctx.drivers.get(node.host)
+        if role is not None and role.pre_stop is not None and action.on_stop == OnStop.REMOVE and driver is not None:
+            # the hook may take long (a worker handing its data over): in the background, so
+            # the tick goes on; the role's kill grace counts the hook's timeout
+            task = asyncio.ensure_future(self._pre_stop_then_signal(node, role.pre_stop, driver, signame))
+            self._background_tasks.add(task)
+            task.add_done_callback(self._background_tasks.discard)
+            return
+        await self._signal(node, signame)
+
+    async def _pre_stop_then_signal(self, node: NodeRecord, hook: PreStopSpec, driver: Driver, signame: str) -> None:
+        values = {"port": node.port if node.port is not None else "", "node": node.id, "role": node.role,
+                  "host": driver.address}
+        outcome = await run_hook(hook, values, driver, node.port)
+        self.ctx.events.add("node.pre_stop", f"{node.id} pre_stop: {outcome}", node.role, node.id)
+        current = self._node(node.id)
+        if current is not None and current.state == NodeState.STOPPING and not current.killed:
+            with contextlib.suppress(FarmhandError):
+                await self._signal(current, signame)
 
     async def _signal(self, node: NodeRecord, signame: str) -> None:
         """Signal a node; on a host that does not answer, in the background, so a lost host

@@ -39,6 +39,18 @@ def _no_nul(value: str, what: str) -> str:
     return value
 
 
+def _check_placeholders(text: str) -> None:
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
+    except ValueError as error:
+        raise ValueError(f"bad placeholder in command ({error}); write literal braces as {{{{ }}}}") from error
+    unknown = sorted(fields - PLACEHOLDERS)
+    if unknown:
+        raise ValueError(
+            f"unknown placeholder {{{unknown[0]}}} (known: {', '.join('{' + p + '}' for p in sorted(PLACEHOLDERS))})"
+        )
+
+
 def _at_least(value: float, floor: float, what: str) -> float:
     if value < floor:
         raise ValueError(f"{what} must be at least {floor * 1000:g}ms (it runs that often)")
@@ -66,6 +78,32 @@ class FarmSection(Strict):
     @classmethod
     def _tick_floor(cls, value: float) -> float:
         return _at_least(value, MIN_TICK, "tick")
+
+
+class PreStopSpec(Strict):
+    """What runs before a node that is being removed gets its stop signal (scale-in, stop,
+    replace, a rollout, a migration): a command on the node's host, or an HTTP call to the
+    node, with its own timeout. A Dask worker is retired so that its data moves first, a Spark
+    worker decommissioned. Placeholders as in ``command``. A failed or slow hook is reported,
+    and the stop goes on: it never keeps a node forever."""
+
+    command: str | None = None
+    http: str | None = None
+    """A path on the node ("/retire"), called with ``method``."""
+    method: Literal["GET", "POST", "PUT", "DELETE"] = "POST"
+    timeout: Duration = 30.0
+
+    @model_validator(mode="after")
+    def _one_hook(self) -> PreStopSpec:
+        if (self.command is None) == (self.http is None):
+            raise ValueError('give either command = "..." or http = "/path"')
+        if self.http is not None and not self.http.startswith("/"):
+            raise ValueError(f'http "{self.http}" must be a path starting with "/"')
+        for text in (self.command, self.http):
+            if text is not None:
+                _no_nul(text, "the hook")
+                _check_placeholders(text)
+        return self
 
 
 class HealthSpec(Strict):
@@ -167,6 +205,8 @@ class RoleSpec(Strict):
     stop_signal: str = "TERM"
     stop_grace: Duration = 10.0
     health: HealthSpec | None = None
+    pre_stop: PreStopSpec | None = None
+    """Run before a removed node's stop signal (see PreStopSpec); its timeout adds to ``stop_grace``."""
     lb: LbSpec | None = None
     autoscale: AutoscaleSpec | None = None
     """How the role grows and shrinks by itself, within min and max (see spec/autoscale.py)."""
@@ -213,15 +253,7 @@ class RoleSpec(Strict):
     @classmethod
     def _known_placeholders(cls, value: str) -> str:
         _no_nul(value, "the command")
-        try:
-            fields = {f for _, f, _, _ in string.Formatter().parse(value) if f is not None}
-        except ValueError as error:
-            raise ValueError(f"bad placeholder in command ({error}); write literal braces as {{{{ }}}}") from error
-        unknown = sorted(fields - PLACEHOLDERS)
-        if unknown:
-            raise ValueError(
-                f"unknown placeholder {{{unknown[0]}}} (known: {', '.join('{' + p + '}' for p in sorted(PLACEHOLDERS))})"
-            )
+        _check_placeholders(value)
         return value
 
     @model_validator(mode="after")

@@ -167,6 +167,8 @@ class _RolePlanner:
                 self._act(node, StopNode(node.id, why, node.on_stop))
         elif node.state == NodeState.STOPPING:
             grace = self.role.stop_grace if self.role else 10.0
+            if self.role is not None and self.role.pre_stop is not None and node.on_stop == OnStop.REMOVE:
+                grace += self.role.pre_stop.timeout  # its hook ran first (controller/prestop.py)
             if not seen.alive:
                 self._act(node, NodeGone(node.id, node.on_stop))
             elif not node.killed and now - node.state_since >= grace:
