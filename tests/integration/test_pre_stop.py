@@ -9,6 +9,7 @@ import textwrap
 from collections.abc import Callable
 
 import pytest
+
 from tests.integration.farmkit import Farm, wait_for
 
 pytestmark = pytest.mark.slow
