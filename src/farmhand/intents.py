@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+from farmhand.certs.pem import CertInfo
 from farmhand.controller.decide.health_state import (
     CheckState as CheckState,  # re-exported for the faces
 )
@@ -55,6 +56,7 @@ async def status(ctl: Controller, nodes: str = "auto", host: str | None = None,
     records = ctl.nodes()
     roles = ctl.role_states()
     plane_stats = await ctl.plane_stats()
+    certificates = ctl.certificates()
     by_role: dict[str, list[NodeRecord]] = {name: [] for name in spec.roles}
     per_host: dict[str, dict[str, int]] = {name: {} for name in spec.hosts}
     for node in records:
@@ -66,7 +68,7 @@ async def status(ctl: Controller, nodes: str = "auto", host: str | None = None,
     complete = nodes == "all" or (nodes == "auto" and len(listed) <= NODE_LIST_LIMIT)
     shown = rows if complete else [row for row in rows if (row["state"], row["health"]) != ("running", "healthy")]
     role_rows = [_role_row(ctl, name, role, by_role.get(name, []), roles.get(name, RoleState(name)),
-                           plane_stats.get(name), now)
+                           plane_stats.get(name), now) | {"tls": _tls_row(certificates.get(name))}
                  for name, role in spec.roles.items()]
     host_rows = []
     for name, host_spec in spec.hosts.items():
@@ -109,6 +111,14 @@ def _role_row(ctl: Controller, name: str, role: RoleSpec, mine: list[NodeRecord]
         "metrics": metrics,
         "autoscale": _autoscale_row(ctl, name),
     }
+
+
+def _tls_row(served: CertInfo | None) -> dict[str, Any] | None:
+    """The certificate a role's balancer serves: its names, issuer and expiry."""
+    if served is None:
+        return None
+    return {"names": list(served.names), "issuer": served.issuer, "not_before": served.not_before,
+            "not_after": served.not_after, "self_signed": served.self_signed}
 
 
 def request_rate(role: RoleSpec, metrics: dict[str, float], stats: PlaneStats | None) -> float | None:
@@ -365,3 +375,53 @@ def _node(ctl: Controller, node_id: str) -> NodeRecord:
         known = ", ".join(n.id for n in ctl.nodes()) or "none"
         raise RequestError(f"no node {node_id!r} (nodes: {known})", "node", 404)
     return node
+
+
+# -- fleet (issue 13): commands to many hosts over the connections the drivers hold ---------
+
+FLEET_MAX_TIMEOUT = 86_400.0
+FLEET_MAX_FANOUT = 1024
+
+
+async def fleet_exec(ctl: Controller, target: str, command: str, timeout: float = 3600.0,
+                     fanout: int = 64) -> dict[str, Any]:
+    """Run ``command`` on every host ``target`` names (``farmhand.fleet.targets``: hosts,
+    ``@group``, ``@role`` = where the role's nodes run, node-set patterns), through the
+    drivers' open connections: no handshake. Unreachable hosts are results, not errors."""
+    from farmhand.fleet import gather, run, targets
+
+    if not command.strip():
+        raise RequestError("command is empty", "command")
+    if "\0" in command:
+        raise RequestError("command contains a NUL character", "command")
+    if not 0 < timeout <= FLEET_MAX_TIMEOUT:
+        raise RequestError(f"timeout must be above 0 and at most {FLEET_MAX_TIMEOUT:g}s, not {timeout:g}", "timeout")
+    if not 1 <= fanout <= FLEET_MAX_FANOUT:
+        raise RequestError(f"fanout must be 1 to {FLEET_MAX_FANOUT}, not {fanout}", "fanout")
+    hosts = targets.hosts_of(target, fleet_inventory(ctl))
+    drivers = ctl.ctx.drivers  # the controller's drivers: their connections are already open
+    fake = [h for h in hosts if ctl.spec.hosts[h].driver == "fake"]
+    if fake:
+        raise RequestError(f"{targets.fold(fake)}: fake hosts have no shell to run commands in", "target")
+    results = await run.run_all({h: drivers[h] for h in hosts}, command, timeout=timeout, fanout=fanout)
+    return {"target": target, "nodes": targets.fold(hosts), "status": gather.exit_status(results),
+            "results": [r.to_json() for r in results]}
+
+
+def fleet_inventory(ctl: Controller) -> Any:
+    """Groups from the farm file, and each role's hosts as the controller sees them now."""
+    from farmhand.fleet import targets
+
+    role_hosts: dict[str, list[str]] = {name: [] for name in ctl.spec.roles}
+    for node in ctl.nodes():
+        if node.state in ACTIVE_STATES and node.host not in role_hosts.setdefault(node.role, []):
+            role_hosts[node.role].append(node.host)
+    return targets.inventory_of(ctl.spec, role_hosts)
+
+
+def fleet_nodeset(ctl: Controller, target: str) -> dict[str, Any]:
+    """A target expanded against the running farm (roles as placed now)."""
+    from farmhand.fleet import targets
+
+    names = targets.expand(target, fleet_inventory(ctl))
+    return {"target": target, "nodes": names, "folded": targets.fold(names), "count": len(names)}

@@ -88,6 +88,17 @@ class FarmCollector(Collector):
         yield from self._hosts()
         yield from self._scale_decisions()
         yield from self._balancers()
+        yield from self._certificates()
+
+    def _certificates(self) -> Iterator[Metric]:
+        expiry = GaugeMetricFamily("farmhand_tls_cert_expiry_seconds", "When the certificate a role's balancer "
+                                   "serves expires (Unix time)", labels=["role", "names", "issuer"])
+        for role in self.snapshot.status["roles"]:
+            served = role.get("tls")
+            if isinstance(served, dict) and (value := _number(served.get("not_after"))) is not None:
+                expiry.add_metric([role["name"], ",".join(served.get("names") or []), str(served.get("issuer", ""))],
+                                  value)
+        yield expiry
 
     def _roles(self) -> Iterator[Metric]:
         status = self.snapshot.status

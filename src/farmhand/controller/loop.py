@@ -18,6 +18,7 @@ import os
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
+from farmhand.certs.pem import CertInfo
 from farmhand.clock import Clock, WallClock
 from farmhand.controller.act import Actor
 from farmhand.controller.autoscaler import Autoscaler
@@ -315,6 +316,10 @@ class Controller:
 
     async def plane_stats(self) -> dict[str, PlaneStats]:
         return await self.planes.stats()
+
+    def certificates(self) -> dict[str, CertInfo]:
+        """The certificate each HTTPS role's balancer serves now, by role."""
+        return self.planes.certs.certificates()
 
     def plane_error(self, role: str) -> str | None:
         return self.planes.error(role)

@@ -15,7 +15,9 @@ import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.farmkit import Farm, free_port, wait_for
 from tests.integration.tls.pebblekit import Pebble, start_pebble
@@ -82,6 +84,15 @@ def test_a_role_gets_a_certificate_on_first_start(make_farm: Callable[..., Farm]
     assert status == 200
     key_file = farm.state.path / "tls" / "web" / "acme.pem"
     assert key_file.stat().st_mode & 0o777 == 0o600
+    served = wait_for(lambda: farm.status()["roles"][0]["tls"], 20, "status to show the certificate")
+    assert served["names"] == ["shop.test", "www.shop.test"] and "Pebble" in served["issuer"]
+    assert served["not_after"] > served["not_before"] and not served["self_signed"]
+    url, _ = farm.api()
+    scraped = httpx.get(url + "/metrics", timeout=20, trust_env=False).text
+    expiry = [sample for family in text_string_to_metric_families(scraped) for sample in family.samples
+              if sample.name == "farmhand_tls_cert_expiry_seconds"]
+    assert [(s.labels["role"], s.labels["names"], s.value) for s in expiry] == [
+        ("web", "shop.test,www.shop.test", served["not_after"])]
 
 
 def test_a_refused_order_is_an_event_and_the_role_keeps_serving(make_farm: Callable[..., Farm], pebble: Pebble,
