@@ -20,6 +20,7 @@ from farmhand.registry import DRIVERS, ENGINES, known
 from farmhand.spec.autoscale import AutoscaleSpec
 from farmhand.spec.fake import MAX_FAKE_HOSTS, FakeOptions
 from farmhand.spec.gate import GateOptions
+from farmhand.spec.groups import GroupTable
 from farmhand.spec.tls import TlsSpec
 from farmhand.spec.types import Duration, Strict
 
@@ -387,6 +388,7 @@ class FarmSpec(Strict):
     farm: FarmSection = Field(default_factory=FarmSection)
     hosts: dict[Annotated[str, Field(pattern=NAME_PATTERN)], HostSpec] = Field(default_factory=dict)
     roles: dict[Annotated[str, Field(pattern=NAME_PATTERN)], RoleSpec] = Field(default_factory=dict)
+    groups: GroupTable = Field(default_factory=dict)
 
     @field_validator("hosts")
     @classmethod

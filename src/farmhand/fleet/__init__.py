@@ -1,0 +1,11 @@
+"""Fleet work: one command, or one file tree, to many hosts at once.
+
+``targets`` turns a target (host names, ``@group``, ``@role``, node-set ranges and set
+operations, through ClusterShell's ``NodeSet``) into the farm's hosts; ``gather`` folds equal
+answers under their node set (pure); ``run`` runs a command on many hosts with a fanout and
+timeouts; ``direct`` connects to the hosts itself when no controller runs; ``releases`` and
+``sync`` push a tree with rsync into timestamped releases behind an atomic ``current`` link.
+
+The layer sits beside the controller: it uses drivers (the controller's open connections,
+handed in by ``intents``, or its own), never the controller.
+"""
