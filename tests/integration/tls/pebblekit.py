@@ -4,7 +4,9 @@ FIELD-NOTES "Certificates (ACME) in tests": Pebble ships no certificate for its 
 the test's CA makes one; ``PEBBLE_VA_NOSLEEP=1`` skips its validation delays; names are
 resolved by a DNS stub (dnslib) that answers 127.0.0.1 for every name except those under
 ``refused.test`` (NXDOMAIN, so Pebble refuses to validate them); Pebble's issuing root
-changes at every start and is fetched from its management port.
+changes at every start and is fetched from its management port. ``validity`` makes Pebble
+issue short-lived certificates (its config's ``certificateValidityPeriod``, in seconds, which
+Debian's 2.4 reads), so a renewal comes within a test's time.
 """
 
 from __future__ import annotations
@@ -59,8 +61,9 @@ class Pebble:
         self.dns.stop()
 
 
-def start_pebble(folder: Path, http_port: int) -> Pebble:
-    """Pebble validating HTTP-01 on ``http_port`` of 127.0.0.1 (the balancer's plain port)."""
+def start_pebble(folder: Path, http_port: int, validity: int | None = None) -> Pebble:
+    """Pebble validating HTTP-01 on ``http_port`` of 127.0.0.1 (the balancer's plain port);
+    its certificates last ``validity`` seconds (Pebble's default, five years, when None)."""
     if shutil.which("pebble") is None:
         raise RuntimeError("pebble is not installed (apt-get install pebble; scripts/bootstrap does)")
     ca = trustme.CA()
@@ -74,11 +77,14 @@ def start_pebble(folder: Path, http_port: int) -> Pebble:
     dns.start_thread()
     api, management = free_port(), free_port()
     config = folder / "pebble.json"
-    config.write_text(json.dumps({"pebble": {
+    settings = {
         "listenAddress": f"127.0.0.1:{api}", "managementListenAddress": f"127.0.0.1:{management}",
         "certificate": str(cert), "privateKey": str(key), "httpPort": http_port, "tlsPort": free_port(),
         "ocspResponderURL": "", "externalAccountBindingRequired": False,
-    }}))
+    }
+    if validity is not None:
+        settings["certificateValidityPeriod"] = validity
+    config.write_text(json.dumps({"pebble": settings}))
     env = {**os.environ, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "0"}
     log = open(folder / "pebble.log", "wb")  # noqa: SIM115 - the process holds it
     proc = subprocess.Popen(["pebble", "-config", str(config), "-dnsserver", f"127.0.0.1:{dns_port}"],

@@ -73,7 +73,8 @@ def parse(data: bytes) -> tuple[int, dict[str, str], bytes]:
 class HttpsLoad:
     """Clients sending GETs over HTTPS until stopped: half on kept-alive connections, half on
     a new connection (a new handshake) per request. Counts answers and failures and which
-    certificate (by its names) each new handshake saw."""
+    certificate each new handshake saw: by its names (``seen``) and by its end of validity as a
+    Unix time (``expiries``: a renewed certificate has the same names and a later end)."""
 
     port: int
     context: ssl.SSLContext
@@ -81,6 +82,7 @@ class HttpsLoad:
     ok: int = 0
     failures: Counter[str] = field(default_factory=Counter)
     seen: Counter[str] = field(default_factory=Counter)
+    expiries: Counter[float] = field(default_factory=Counter)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     running: bool = True
 
@@ -97,6 +99,7 @@ class HttpsLoad:
                 continue
             peer = writer.get_extra_info("peercert")
             self.seen[",".join(v for k, v in peer["subjectAltName"] if k == "DNS")] += 1
+            self.expiries[float(ssl.cert_time_to_seconds(peer["notAfter"]))] += 1
             try:
                 for _ in range(50 if keep_alive else 1):
                     if not self.running:
