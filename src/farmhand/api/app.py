@@ -153,5 +153,25 @@ def create_app(ctl: intents.Farm, token: str, *, api_hosts: Iterable[str] = (),
     async def down() -> dict[str, Any]:
         return intents.down(ctl)
 
+    _fleet_routes(app, ctl)
     mount_dashboard(app, ctl)
     return app
+
+
+class FleetExecBody(BaseModel):
+    target: str = Field(min_length=1, max_length=4096, description="Hosts, @group, @role or a node set")
+    command: str = Field(min_length=1, max_length=131072, description="A /bin/sh command line")
+    timeout: float = Field(default=3600.0, gt=0, description="Seconds before a host's command is killed")
+    fanout: int = Field(default=64, ge=1, description="Most hosts at work at once")
+
+
+def _fleet_routes(app: FastAPI, ctl: intents.Farm) -> None:
+    """Fleet work (issue 13): a command to many hosts over the drivers' open connections."""
+
+    @app.post("/api/fleet/exec")
+    async def fleet_exec(body: FleetExecBody) -> dict[str, Any]:
+        return await intents.fleet_exec(ctl, body.target, body.command, body.timeout, body.fanout)
+
+    @app.get("/api/fleet/nodeset")
+    async def fleet_nodeset(target: str) -> dict[str, Any]:
+        return intents.fleet_nodeset(ctl, target)

@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from farmhand import __version__
-from farmhand.cli import change, run, watch
+from farmhand.cli import change, fleet, run, watch
 from farmhand.cli.common import FARM_ENV, FARM_HELP, remember_farm_option
 from farmhand.errors import FarmhandError, SpecError
 
@@ -50,4 +50,6 @@ def cli() -> None:
 for command in (run.check, run.up, watch.status, watch.events, watch.logs, change.scale, change.stop,
                 change.replace, change.reload, run.down, watch.hosts, change.migrate, change.drain_host,
                 change.undrain_host, change.load, run.dashboard):
+    cli.add_command(command)
+for command in (fleet.nodeset, fleet.exec_, fleet.sync, fleet.rollback):
     cli.add_command(command)

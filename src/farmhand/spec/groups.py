@@ -15,7 +15,7 @@ from typing import Annotated
 from pydantic import AfterValidator, Field
 
 GROUP_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,30}$"
-MEMBER_PATTERN = re.compile(r"^[A-Za-z0-9@_.:\-\[\],!&^]+$")
+MEMBER_PATTERN = re.compile(r"^[A-Za-z0-9@_.:/\-\[\],!&^]+$")
 """What a node-set pattern is made of: names, ranges in brackets, set operators, ``@``."""
 
 
@@ -25,7 +25,7 @@ def _members(value: list[str]) -> list[str]:
     for member in value:
         if not MEMBER_PATTERN.fullmatch(member):
             raise ValueError(f"{member!r} is not a host name or node-set pattern (letters, digits, "
-                             "'-', '.', ranges such as web[1-3], and , ! & ^ @)")
+                             "'-', '.', ranges such as web[1-3] or h[1-9/2], and , ! & ^ @)")
     return value
 
 
