@@ -9,7 +9,7 @@ local host runs commands with /bin/sh directly. Fake hosts have no shell and are
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 from dataclasses import dataclass
 
 from farmhand.drivers import ssh_remote as remote
@@ -64,9 +64,8 @@ class DirectFleet:
     executors: dict[str, Executor]
 
     async def close(self) -> None:
-        for executor in self.executors.values():
-            with contextlib.suppress(Exception):
-                await executor.close()
+        """Close every connection at once (each may wait for its server's goodbye)."""
+        await asyncio.gather(*(executor.close() for executor in self.executors.values()), return_exceptions=True)
 
 
 def direct_fleet(spec: FarmSpec, hosts: list[str], connect_timeout: float) -> DirectFleet:
