@@ -25,7 +25,6 @@ from farmhand.cli.fleet import _controller, _farm_spec
 from farmhand.errors import FarmhandError
 
 
-
 class _Session:
     def __init__(self, ctx: click.Context, target: str, direct: bool, timeout: float) -> None:
         from farmhand.fleet import targets
