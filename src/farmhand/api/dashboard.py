@@ -8,8 +8,11 @@ Routes:
 
 - ``GET /`` the page; ``GET /web/...`` its scripts and styles (``farmhand/web``, no build
   step). Served with ``no-cache`` so an upgraded farmhand never runs yesterday's script.
-- ``GET /api/status/stream`` server-sent events: ``status`` (the ``/api/status`` JSON) at
-  once and on every change, at most every 250 ms; ``sample`` for each history point.
+- ``GET /api/status/stream`` server-sent events: ``status`` (the ``/api/status`` JSON; above
+  ``live.FOLD_AT`` nodes the folded view, ``nodes=summary``) at once, then ``patch`` (only
+  the host and node rows that changed, see ``live.status_patch``) on every change, at most
+  every 250 ms and slower when a status is costly; ``sample`` for each history point. The
+  page opens a folded host with ``GET /api/status?host=NAME&nodes=all``.
 - ``GET /api/history`` the last 15 minutes of nodes per role and requests/s.
 - ``GET /metrics`` Prometheus text (see ``farmhand.api.metrics``).
 """
