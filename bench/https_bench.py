@@ -1,13 +1,15 @@
 """HTTPS benchmark: the builtin engine beside HAProxy, same certificate, same backend (issue 15).
 
-    .venv/bin/python bench/https_bench.py [--rounds 3] [--duration 5] [--connections 50]
+    .venv/bin/python bench/https_bench.py [--rounds 8] [--duration 3] [--connections 50]
                                           [--handshake-clients 2] [--json out.json]
 
 Everything runs on this machine, on loopback: one single-process nginx (lb_bench's) behind
 each proxy, one worker (one thread) per proxy, started through farmhand's ``make_data_plane``
-with an HTTPS listener on one ECDSA P-256 certificate (made here with ``cryptography``). Each
-round measures both engines, one after the other, so a busy minute on a shared machine hits
-both alike, and the ratio is taken per round:
+with an HTTPS listener on one ECDSA P-256 certificate (made here with ``cryptography``). Both
+proxies run for the whole benchmark (idle while the other is measured); each round measures
+one figure on one engine right after the same figure on the other, in alternating order, so
+a busy moment on a shared machine hits both alike, and the ratio is taken per round (its
+median over the rounds is the result):
 
 - requests/s on kept-alive connections: ``wrk -t1 -cN https://...`` (one handshake per
   connection, then requests);
@@ -96,7 +98,6 @@ async def run(*command: str) -> str:
 
 async def keepalive_rps(port: int, pids: list[int], args: argparse.Namespace) -> dict[str, float]:
     url = f"https://127.0.0.1:{port}/"
-    await run("wrk", "-t1", f"-c{args.connections}", "-d1s", url)  # warm up
     before = cpu_ticks(pids)
     result = parse_wrk(await run("wrk", "-t1", f"-c{args.connections}", f"-d{round(args.duration)}s", "--latency", url))
     used = cpu_ticks(pids) - before
@@ -135,24 +136,28 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         cert, key = make_certificate(root)
         state = root / "state"
         nginx = Nginx(root, "nginx")
+        proxies: dict[str, tuple[Any, int, list[int]]] = {}
         try:
+            for engine in ENGINES:
+                proxies[engine] = await start_proxy(engine, nginx, state, cert, key)
+                _, port, _ = proxies[engine]
+                await run("wrk", "-t1", f"-c{args.connections}", "-d1s", f"https://127.0.0.1:{port}/")  # warm up
             for number in range(args.rounds):
                 order = ENGINES if number % 2 == 0 else ENGINES[::-1]  # neither always goes first
-                figures: dict[str, Any] = {}
-                for engine in order:
-                    plane, port, pids = await start_proxy(engine, nginx, state, cert, key)
-                    try:
-                        figures[engine] = {"keepalive": await keepalive_rps(port, pids, args),
-                                           "handshakes": await handshakes(port, pids, args)}
-                    finally:
-                        await plane.stop()
-                        shutil.rmtree(state / "lb" / f"https-{engine}", ignore_errors=True)
+                figures: dict[str, Any] = {engine: {} for engine in ENGINES}
+                for part, measure in (("keepalive", keepalive_rps), ("handshakes", handshakes)):
+                    for engine in order:  # one engine right after the other, figure by figure
+                        _, port, pids = proxies[engine]
+                        figures[engine][part] = await measure(port, pids, args)
+                for engine in ENGINES:
                     print(f"round {number + 1} {engine:8} {figures[engine]['keepalive']['rps']:9.0f} req/s "
                           f"(cpu {figures[engine]['keepalive']['cpu_us']} us/req, errors "
                           f"{figures[engine]['keepalive']['errors']})  {figures[engine]['handshakes']['hps']:8.1f} "
                           f"new conn/s (cpu {figures[engine]['handshakes']['cpu_us']} us/conn)", flush=True)
                 rounds.append(figures)
         finally:
+            for plane, _, _ in proxies.values():
+                await plane.stop()
             nginx.stop()
     return {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -201,8 +206,8 @@ def summary(result: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per figure per engine per round")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per figure per engine per round")
+    parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--handshake-clients", type=int, default=2, help="openssl s_time processes at once")
     parser.add_argument("--json", type=Path, help="write the figures here too")

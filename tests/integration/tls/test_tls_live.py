@@ -29,9 +29,9 @@ from tests.integration.tls.tlskit import HttpsLoad, client_context, write_cert
 
 pytestmark = pytest.mark.slow
 
-LIFETIME = 30
-"""Seconds a Pebble certificate lasts here: due for renewal 20 s after it is issued, 10 s
-before it ends (the time a busy machine has to order and load the next one)."""
+LIFETIME = 45
+"""Seconds a Pebble certificate lasts here: due for renewal 30 s after it is issued, 15 s
+before it ends: the time a busy machine has to order and load the next one."""
 
 
 @pytest.fixture
