@@ -42,8 +42,9 @@ async def status(ctl: Controller, nodes: str = "auto", host: str | None = None,
 
     ``nodes``: "all" lists every node, "summary" only those not running healthy, "auto" (the
     default) all up to NODE_LIST_LIMIT nodes; ``host`` and ``role`` keep the list to one host's
-    or one role's nodes (the dashboard opens a host that way). ``nodes_total``, each role's
-    ``states`` and each host's ``states`` always count every node.
+    or one role's nodes (the dashboard opens a host that way; ``host`` also keeps ``hosts`` to
+    that one). ``nodes_total``, each role's ``states`` and each host's ``states`` always count
+    every node; ``nodes_listed`` counts those the filters matched.
     """
     if nodes not in ("auto", "all", "summary"):
         raise RequestError(f'nodes must be "all", "summary" or "auto", not {nodes!r}', "nodes")
@@ -64,14 +65,18 @@ async def status(ctl: Controller, nodes: str = "auto", host: str | None = None,
         counts = per_host.setdefault(node.host, {})
         counts[node.state.value] = counts.get(node.state.value, 0) + 1
     listed = [n for n in records if (host is None or n.host == host) and (role is None or n.role == role)]
-    rows = [_node_row(ctl, node, now) for node in listed]
-    complete = nodes == "all" or (nodes == "auto" and len(listed) <= NODE_LIST_LIMIT)
-    shown = rows if complete else [row for row in rows if (row["state"], row["health"]) != ("running", "healthy")]
+    matched = len(listed)
+    complete = nodes == "all" or (nodes == "auto" and matched <= NODE_LIST_LIMIT)
+    if not complete:  # rows only for the nodes that need attention: at rest, a few
+        listed = [n for n in listed if n.state != NodeState.RUNNING or _health(ctl, n) != Health.HEALTHY]
+    shown = [_node_row(ctl, node, now) for node in listed]
     role_rows = [_role_row(ctl, name, role, by_role.get(name, []), roles.get(name, RoleState(name)),
                            plane_stats.get(name), now) | {"tls": _tls_row(certificates.get(name))}
                  for name, role in spec.roles.items()]
     host_rows = []
     for name, host_spec in spec.hosts.items():
+        if host is not None and name != host:
+            continue
         state = ctl.host_state(name)
         host_rows.append({
             "name": name, "driver": host_spec.driver, "state": state.state, "drained": state.drained,
@@ -79,7 +84,7 @@ async def status(ctl: Controller, nodes: str = "auto", host: str | None = None,
             "states": per_host.get(name, {}), "reason": state.reason, "labels": host_spec.labels,
         })
     return {"version": STATUS_VERSION, "farm": spec.name, "time": now, "shutting_down": ctl.shutting_down,
-            "roles": role_rows, "nodes": shown, "nodes_total": len(records), "nodes_listed": len(listed),
+            "roles": role_rows, "nodes": shown, "nodes_total": len(records), "nodes_listed": matched,
             "nodes_complete": complete,
             "hosts": host_rows}
 
@@ -136,14 +141,15 @@ def request_rate(role: RoleSpec, metrics: dict[str, float], stats: PlaneStats | 
     return round(value, 3) if value is not None else None
 
 
-def _node_row(ctl: Controller, node: NodeRecord, now: float) -> dict[str, Any]:
+def _health(ctl: Controller, node: NodeRecord) -> Health:
     role = ctl.spec.roles.get(node.role)
     if role is not None and role.health is not None and node.state in (NodeState.STARTING, NodeState.RUNNING):
-        health = ctl.health(node.id).status
-    elif node.state == NodeState.RUNNING:
-        health = Health.HEALTHY
-    else:
-        health = Health.UNKNOWN
+        return ctl.health(node.id).status
+    return Health.HEALTHY if node.state == NodeState.RUNNING else Health.UNKNOWN
+
+
+def _node_row(ctl: Controller, node: NodeRecord, now: float) -> dict[str, Any]:
+    health = _health(ctl, node)
     metrics = ctl.node_metrics(node.id)
     return {
         "id": node.id, "role": node.role, "host": node.host, "pid": node.pid, "port": node.port,
@@ -399,11 +405,16 @@ async def fleet_exec(ctl: Controller, target: str, command: str, timeout: float 
     if not 1 <= fanout <= FLEET_MAX_FANOUT:
         raise RequestError(f"fanout must be 1 to {FLEET_MAX_FANOUT}, not {fanout}", "fanout")
     hosts = targets.hosts_of(target, fleet_inventory(ctl))
-    drivers = ctl.ctx.drivers  # the controller's drivers: their connections are already open
     fake = [h for h in hosts if ctl.spec.hosts[h].driver == "fake"]
     if fake:
         raise RequestError(f"{targets.fold(fake)}: fake hosts have no shell to run commands in", "target")
-    results = await run.run_all({h: drivers[h] for h in hosts}, command, timeout=timeout, fanout=fanout)
+    drivers = {h: ctl.driver(h) for h in hosts}  # the controller's own: their connections are open
+    unusable = [h for h, d in drivers.items() if d is None]
+    if unusable:
+        reasons = "; ".join(f"{h}: {ctl.host_state(h).reason or 'no driver'}" for h in unusable)
+        raise RequestError(f"{targets.fold(unusable)} cannot be used now ({reasons})", "target", 409)
+    usable = {h: d for h, d in drivers.items() if d is not None}
+    results = await run.run_all(usable, command, timeout=timeout, fanout=fanout)
     return {"target": target, "nodes": targets.fold(hosts), "status": gather.exit_status(results),
             "results": [r.to_json() for r in results]}
 

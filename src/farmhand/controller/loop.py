@@ -280,6 +280,11 @@ class Controller:
         status = self.ctx.hosts.get(name) or HostStatus()
         return HostState(status.state, status.since, status.reason, status.drained)
 
+    def driver(self, name: str) -> Driver | None:
+        """The driver of host ``name`` with its open connection (fleet work runs through it),
+        or None when it could not be made (``host_state`` says why)."""
+        return self.ctx.drivers.get(name)
+
     def host_address(self, name: str) -> str | None:
         """Where the nodes of host ``name`` are reached (None when its driver is not made)."""
         driver = self.ctx.drivers.get(name)
