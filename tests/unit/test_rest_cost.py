@@ -140,10 +140,12 @@ async def test_sampling_slows_down_while_nobody_reads_metrics(scaler: Any) -> No
     fixed = FARM.split("[roles.api]")[0]
     autoscaler, clock = scaler(fixed)
     assert autoscaler.interval == pace.IDLE_INTERVAL
-    autoscaler.current("web")  # status or the dashboard reads
+    autoscaler.current("web")  # the dashboard's history ring reads by itself: nobody watches
+    assert autoscaler.interval == pace.IDLE_INTERVAL
+    autoscaler.note_read()  # status or the dashboard's stream, for a person
     assert autoscaler.interval == pace.DEFAULT_INTERVAL
     clock.advance(pace.READ_HOLD - 1)
-    autoscaler.node_current("web-1")
+    autoscaler.note_read()
     clock.advance(pace.READ_HOLD - 1)
     assert autoscaler.interval == pace.DEFAULT_INTERVAL, "each read holds the watched pace"
     clock.advance(2)

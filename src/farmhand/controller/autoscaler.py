@@ -14,9 +14,11 @@ nothing to decide. Nothing here may fail a tick: a sample that goes wrong is log
 policies see fewer readings (which never shrinks a role).
 
 Sampling costs CPU on every host, so its pace follows its readers: a role's autoscale
-``interval`` while any role autoscales; else every ``DEFAULT_INTERVAL`` while someone reads
-metrics (status, the dashboard, /metrics: any call of ``current`` or ``node_current``, or
-``note_read``) and every ``IDLE_INTERVAL`` when nobody has for ``READ_HOLD`` seconds.
+``interval`` while any role autoscales; else every ``DEFAULT_INTERVAL`` while a person reads
+metrics (the faces call ``note_read`` when they serve status, the dashboard's stream or
+/metrics) and every ``IDLE_INTERVAL`` when nobody has for ``READ_HOLD`` seconds. Reads are
+said explicitly rather than guessed from calls of ``current``: the dashboard's history ring
+builds a status every few seconds whether anyone looks or not.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class Autoscaler:
         """The last decision per role (its reason shows in status)."""
         self._last_sample = -math.inf
         self._last_read = -math.inf
+        self._paced_spec: tuple[object, float | None] = (None, None)
         self._sampling: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
 
@@ -79,8 +82,9 @@ class Autoscaler:
         return DEFAULT_INTERVAL if watched else IDLE_INTERVAL
 
     def note_read(self) -> None:
-        """Someone reads metrics now (status, the dashboard, /metrics): sample at the watched
-        pace for the next ``READ_HOLD`` seconds. Cheap enough to call on every read."""
+        """A person reads metrics now (status, the dashboard's stream, /metrics): sample at
+        the watched pace for the next ``READ_HOLD`` seconds. Cheap enough to call on every
+        read; not for readers that run by themselves (the dashboard's history ring)."""
         idle = self.interval
         self._last_read = self.ctx.clock.now()
         if self.interval < idle and self._sampling is None:
@@ -159,15 +163,12 @@ class Autoscaler:
                 self._apply(name, decision.wanted, decision.reason)
 
     def current(self, role: str) -> dict[str, float]:
-        """The role's metrics as last sampled (stale ones left out), for status. Counts as a
-        read (``note_read``)."""
-        self.note_read()
+        """The role's metrics as last sampled (stale ones left out), for status."""
         now = self.ctx.clock.now()
         return {k: round(v, 3) for k, v in self.window.latest(role, self._max_age(), now).items()}
 
     def node_current(self, node: str) -> dict[str, float]:
-        """The node's metrics as last sampled, for status. Counts as a read (``note_read``)."""
-        self.note_read()
+        """The node's metrics as last sampled, for status."""
         now = self.ctx.clock.now()
         return {k: round(v, 3) for k, v in self.window.node_latest(node, self._max_age(), now).items()}
 
@@ -213,7 +214,12 @@ class Autoscaler:
         return Reading(latest.value, latest.nodes, history)
 
     def _autoscale_interval(self) -> float | None:
-        return min((r.autoscale.interval for r in self.ctx.spec.roles.values() if r.autoscale), default=None)
+        """The shortest autoscale interval of any role, None when no role autoscales."""
+        spec = self.ctx.spec
+        if spec is not self._paced_spec[0]:  # a reload: read the roles again
+            shortest = min((r.autoscale.interval for r in spec.roles.values() if r.autoscale), default=None)
+            self._paced_spec = (spec, shortest)
+        return self._paced_spec[1]
 
     def _max_age(self, spec: AutoscaleSpec | None = None, metric: str | None = None) -> float:
         """How old a sample may be and still count as current (at the slowest pace that

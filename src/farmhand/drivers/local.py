@@ -71,8 +71,8 @@ class LocalDriver(Driver):
         self._orphans_scanned = False
         self._proc = procfs.ProcReader()
         self._cpu = procfs.CpuMeter()
-        self._pidfiles: dict[str, tuple[tuple[int, int, int], RunningNode | None]] = {}
-        """Pidfile name -> ((inode, mtime ns, size), what it said): read again only when changed."""
+        self._pidfiles: dict[str, tuple[tuple[int, int, int], Path, RunningNode | None]] = {}
+        """Pidfile name -> ((inode, mtime ns, size), path, what it said): read again only when changed."""
         self._wanted = OPTIONAL_NODE_METRICS
 
     def __repr__(self) -> str:
@@ -226,9 +226,10 @@ class LocalDriver(Driver):
             key = (info.st_ino, info.st_mtime_ns, info.st_size)
             cached = self._pidfiles.get(entry.name)
             if cached is None or cached[0] != key:
-                cached = self._pidfiles[entry.name] = (key, _read_pidfile(Path(entry.path)))
-            if cached[1] is not None:
-                found.append((Path(entry.path), cached[1]))
+                path = Path(entry.path)
+                cached = self._pidfiles[entry.name] = (key, path, _read_pidfile(path))
+            if cached[2] is not None:
+                found.append((cached[1], cached[2]))
         for name in [n for n in self._pidfiles if n not in seen]:
             del self._pidfiles[name]
         return found
