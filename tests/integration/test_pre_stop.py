@@ -42,8 +42,9 @@ def test_a_pre_stop_command_runs_while_the_node_still_serves_then_it_stops(make_
              "print(sys.argv[1], urllib.request.urlopen('http://127.0.0.1:' + sys.argv[2] + '/health').status)")
     farm = make_farm("")
     record = farm.folder / "retired.txt"
-    hook = f'command = "{sys.executable} -c \\"{probe}\\" {{node}} {{port}} >> {record}", timeout = "10s"'
-    farm.file.write_text(farm_with(hook))
+    # relative to the role's workdir (the farm's folder), with the role's env
+    hook = f'command = "{sys.executable} -c \\"{probe}\\" {{node}} {{port}} >> $RECORD", timeout = "10s"'
+    farm.file.write_text(farm_with(hook).replace("stop_grace", 'env = { RECORD = "retired.txt" }\nstop_grace'))
     farm.up()
     farm.cli("scale", "web", "1")
     removed = "web-2"

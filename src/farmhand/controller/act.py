@@ -239,7 +239,9 @@ class Actor:
     async def _pre_stop_then_signal(self, node: NodeRecord, hook: PreStopSpec, driver: Driver, signame: str) -> None:
         values = {"port": node.port if node.port is not None else "", "node": node.id, "role": node.role,
                   "host": driver.address}
-        outcome = await run_hook(hook, values, driver, node.port)
+        role = self.ctx.spec.roles.get(node.role)
+        env = {k: v.format(**values) if "{" in v else v for k, v in role.env.items()} if role else {}
+        outcome = await run_hook(hook, values, driver, node.port, role.workdir if role else None, env)
         self.ctx.events.add("node.pre_stop", f"{node.id} pre_stop: {outcome}", node.role, node.id)
         current = self._node(node.id)
         if current is not None and current.state == NodeState.STOPPING and not current.killed:

@@ -9,6 +9,7 @@ that fails or hangs is reported and the stop goes on, so a broken hook cannot ke
 from __future__ import annotations
 
 import asyncio
+import shlex
 from collections.abc import Mapping
 
 import httpx
@@ -18,13 +19,16 @@ from farmhand.errors import FarmhandError
 from farmhand.spec.models import PreStopSpec
 
 
-async def run_hook(hook: PreStopSpec, values: Mapping[str, object], driver: Driver, port: int | None) -> str:
-    """Run ``hook`` for one node (``values`` fill its placeholders); what happened, in words."""
+async def run_hook(hook: PreStopSpec, values: Mapping[str, object], driver: Driver, port: int | None,
+                   workdir: str | None = None, env: Mapping[str, str] | None = None) -> str:
+    """Run ``hook`` for one node (``values`` fill its placeholders); what happened, in words.
+    A command runs where the node does: in the role's ``workdir``, with its ``env``."""
     try:
         async with asyncio.timeout(hook.timeout):
             if hook.command is not None:
                 command = hook.command.format(**values)
-                result = await driver.exec(command, timeout=hook.timeout)
+                where = f"cd {shlex.quote(workdir)} && " if workdir else ""
+                result = await driver.exec(where + command, timeout=hook.timeout, env=env)
                 if result.exit_code == 0:
                     return f"`{command}` done"
                 tail = (result.stderr or result.stdout).decode(errors="replace").strip().splitlines()
