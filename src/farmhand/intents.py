@@ -334,6 +334,12 @@ async def read_log(ctl: Controller, node_id: str, offset: int = 0) -> bytes:
     return await ctl.read_log(node_id, offset)
 
 
+def watched(ctl: Controller) -> None:
+    """Someone reads the farm now (status, the dashboard's stream while open, /metrics): its
+    metrics are sampled at the watched pace for a while, and slowly when nobody looks."""
+    ctl.note_read()
+
+
 def farm_name(ctl: Controller) -> str:
     return ctl.spec.name
 

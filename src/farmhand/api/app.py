@@ -81,6 +81,7 @@ def create_app(ctl: intents.Farm, token: str, *, api_hosts: Iterable[str] = (),
 
     @app.get("/api/status")
     async def get_status(nodes: str = "auto", host: str | None = None, role: str | None = None) -> dict[str, Any]:
+        intents.watched(ctl)
         return await intents.status(ctl, nodes, host, role)
 
     @app.get("/api/events")

@@ -192,6 +192,7 @@ class LiveFarm:
 
     async def _poll_status(self) -> None:
         while self._listeners and not intents.is_stopped(self._farm):
+            intents.watched(self._farm)  # someone has the page open (not the history ring)
             await self._guarded(self._refresh_status)
             await self._pause(min(STATUS_INTERVAL_MAX, max(STATUS_INTERVAL, self._cost / STATUS_DUTY)))
 

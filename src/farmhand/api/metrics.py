@@ -61,6 +61,7 @@ class Snapshot:
 
 
 async def take_snapshot(farm: intents.Farm, scale_events: EventCounter) -> Snapshot:
+    intents.watched(farm)
     status = await intents.status(farm, nodes="all")
     return Snapshot(status, intents.health_checks(farm), dict(scale_events.refresh()))
 

@@ -304,6 +304,10 @@ class Controller:
     def health(self, node_id: str) -> CheckState:
         return self.ctx.health.state(node_id)
 
+    def note_read(self) -> None:
+        """A person reads the farm's metrics now: sample them at the watched pace for a while."""
+        self.autoscaler.note_read()
+
     def role_metrics(self, role: str) -> dict[str, float]:
         """A role's last sampled metrics by name (a source that stopped answering is left out)."""
         return self.autoscaler.current(role)
