@@ -170,13 +170,17 @@ class MetricsSampler:
         """One sample of every metric of every role; sources that fail are left out."""
         ctx = self.ctx
         serving = [n for n in ctx.store.nodes() if n.state == NodeState.RUNNING and n.pid and n.started_at]
-        hosts = sorted({n.host for n in serving if n.host in ctx.drivers})
+        on_host: dict[str, list[NodeRecord]] = {}
+        for node in serving:  # grouped once: hosts x nodes would be quadratic at size
+            if node.host in ctx.drivers:
+                on_host.setdefault(node.host, []).append(node)
+        hosts = sorted(on_host)
         wanted = wanted_node_metrics(ctx.spec)
         for host in hosts:
             ctx.drivers[host].want_metrics(wanted)
         planes = list(ctx.data_planes.items())
         node_answers, host_answers, stats_answers = await asyncio.gather(
-            asyncio.gather(*(self._node_metrics(h, [n for n in serving if n.host == h]) for h in hosts)),
+            asyncio.gather(*(self._node_metrics(h, on_host[h]) for h in hosts)),
             asyncio.gather(*(_bounded(ctx.drivers[h].host_metrics()) for h in hosts)),
             asyncio.gather(*(_bounded(plane.stats()) for _, plane in planes)))
         per_node: dict[str, NodeMetrics] = {k: v for answer in node_answers for k, v in answer.items()}
