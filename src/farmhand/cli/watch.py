@@ -27,18 +27,25 @@ STOP_WAIT = 10.0
 @click.command()
 @farm_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object (a stable contract, see README).")
+@click.option("--all", "all_nodes", is_flag=True,
+              help="List every node (past 1,000 nodes only those needing attention are listed, all counted).")
 @click.pass_context
-def status(ctx: click.Context, as_json: bool) -> None:
+def status(ctx: click.Context, as_json: bool, all_nodes: bool) -> None:
     """Roles, nodes and hosts of the running farm."""
-    data = client_for(ctx).get("/api/status")
+    data = client_for(ctx).get("/api/status", **({"nodes": "all"} if all_nodes else {}))
+    _show(data, as_json, "status_tables")
+
+
+def _show(data: Any, as_json: bool, table: str) -> None:
+    """JSON for scripts, else the named table of cli/render.py (imported only then)."""
     if as_json:
         import json
 
         click.echo(json.dumps(data, indent=2))
     else:
-        from farmhand.cli.render import status_tables
+        from farmhand.cli import render
 
-        status_tables(console(), data)
+        getattr(render, table)(console(), data)
 
 
 @click.command()
@@ -148,12 +155,4 @@ def logs(ctx: click.Context, node: str, follow: bool) -> None:
 @click.pass_context
 def hosts(ctx: click.Context, as_json: bool) -> None:
     """Hosts with their state, load, capacity used and nodes."""
-    rows = client_for(ctx).get("/api/hosts")
-    if as_json:
-        import json
-
-        click.echo(json.dumps(rows, indent=2))
-    else:
-        from farmhand.cli.render import hosts_table
-
-        hosts_table(console(), rows)
+    _show(client_for(ctx).get("/api/hosts"), as_json, "hosts_table")
