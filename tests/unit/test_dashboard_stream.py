@@ -125,6 +125,7 @@ def stand_in(monkeypatch: pytest.MonkeyPatch) -> StandIn:
     monkeypatch.setattr(live.intents, "status", farm.status)
     monkeypatch.setattr(live.intents, "until_stopped", farm.until_stopped)
     monkeypatch.setattr(live.intents, "is_stopped", lambda _farm: farm.stopped)
+    monkeypatch.setattr(live.intents, "watched", lambda _farm: farm.asked.append("watched"))
     return farm
 
 
@@ -154,6 +155,7 @@ async def test_a_listener_gets_the_status_then_patches(stand_in: StandIn) -> Non
     frames = hub.frames()
     first = await next_status_frame(frames)
     assert first.startswith("id: 1\nevent: status\n")
+    assert "watched" in stand_in.asked, "an open stream says someone is watching"
     stand_in.size += 1  # a new node: the host's and the role's counts change
     second = await next_status_frame(frames)
     event, data = second.split("\n")[1:3]
