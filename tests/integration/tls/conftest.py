@@ -69,3 +69,8 @@ async def plane_factory(short_tmp: Path) -> AsyncIterator[Callable[..., Any]]:
         except BaseException:
             kill_engine(short_tmp / "lb" / "web", engine)
             raise
+
+
+@pytest.fixture
+def ports() -> tuple[int, int]:
+    return free_port(), free_port()

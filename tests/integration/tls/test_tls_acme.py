@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,16 +18,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.farmkit import Farm, free_port, wait_for
+from tests.integration.farmkit import Farm, wait_for
 from tests.integration.tls.pebblekit import Pebble, start_pebble
-from tests.integration.tls.tlskit import get
+from tests.integration.tls.tlskit import get, https_farm
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def ports() -> tuple[int, int]:
-    return free_port(), free_port()
 
 
 @pytest.fixture
@@ -42,26 +36,8 @@ def pebble(tmp_path: Path, ports: tuple[int, int]) -> Iterator[Pebble]:
 
 def acme_farm(engine: str, ports: tuple[int, int], pebble: Pebble, names: list[str]) -> str:
     listed = ", ".join(f'"{n}"' for n in names)
-    return textwrap.dedent(f"""\
-        [roles.web]
-        command = "python3 app.py --port {{port}} --node {{node}}"
-        count = 1
-
-        [roles.web.lb]
-        listen = "127.0.0.1:{ports[0]}"
-        engine = "{engine}"
-        workers = 1
-        drain_timeout = "2s"
-
-        [roles.web.lb.tls]
-        listen = "127.0.0.1:{ports[1]}"
-        acme = {{ names = [{listed}], directory = "{pebble.directory}", ca_file = "{pebble.ca_file}", email = "ops@example.org" }}
-
-        [roles.web.health]
-        type = "http"
-        path = "/health"
-        interval = "200ms"
-        """)
+    return https_farm(engine, ports, f'acme = {{ names = [{listed}], directory = "{pebble.directory}", '
+                                     f'ca_file = "{pebble.ca_file}", email = "ops@example.org" }}')
 
 
 def trusting(root_pem: str) -> ssl.SSLContext:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,21 +21,16 @@ from pathlib import Path
 import pytest
 import trustme
 
-from tests.integration.farmkit import Farm, free_port
+from tests.integration.farmkit import Farm
 from tests.integration.lb.lb_harness import wait_for
 from tests.integration.tls.pebblekit import Pebble, start_pebble
-from tests.integration.tls.tlskit import HttpsLoad, client_context, write_cert
+from tests.integration.tls.tlskit import HttpsLoad, client_context, https_farm, write_cert
 
 pytestmark = pytest.mark.slow
 
 LIFETIME = 45
 """Seconds a Pebble certificate lasts here: due for renewal 30 s after it is issued, 15 s
 before it ends: the time a busy machine has to order and load the next one."""
-
-
-@pytest.fixture
-def ports() -> tuple[int, int]:
-    return free_port(), free_port()
 
 
 @pytest.fixture
@@ -48,29 +42,6 @@ def short_lived_pebble(tmp_path: Path, ports: tuple[int, int]) -> Iterator[Pebbl
     server.stop()
 
 
-def farm_toml(engine: str, ports: tuple[int, int], tls: str) -> str:
-    return textwrap.dedent(f"""\
-        [roles.web]
-        command = "python3 app.py --port {{port}} --node {{node}}"
-        count = 1
-
-        [roles.web.lb]
-        listen = "127.0.0.1:{ports[0]}"
-        engine = "{engine}"
-        workers = 1
-        drain_timeout = "2s"
-
-        [roles.web.lb.tls]
-        listen = "127.0.0.1:{ports[1]}"
-        {tls}
-
-        [roles.web.health]
-        type = "http"
-        path = "/health"
-        interval = "200ms"
-        """)
-
-
 def kinds(farm: Farm, kind: str) -> list[dict[str, object]]:
     return [event for event in farm.events() if event["kind"] == kind]
 
@@ -79,7 +50,7 @@ def kinds(farm: Farm, kind: str) -> list[dict[str, object]]:
 def test_an_acme_certificate_renews_under_load(make_farm: Callable[..., Farm], short_lived_pebble: Pebble,
                                                ports: tuple[int, int], engine: str) -> None:
     pebble = short_lived_pebble
-    farm = make_farm(farm_toml(engine, ports, (
+    farm = make_farm(https_farm(engine, ports, (
         f'acme = {{ names = ["shop.test"], directory = "{pebble.directory}", ca_file = "{pebble.ca_file}" }}')))
     farm.up()
     farm.wait_ready("web", 1)
@@ -117,7 +88,7 @@ def test_an_acme_certificate_renews_under_load(make_farm: Callable[..., Farm], s
 def test_replaced_certificate_files_are_served_without_a_failed_request(make_farm: Callable[..., Farm],
                                                                          ports: tuple[int, int], engine: str) -> None:
     ca = trustme.CA()
-    farm = make_farm(farm_toml(engine, ports, 'cert = "site.crt"\nkey = "site.key"'))
+    farm = make_farm(https_farm(engine, ports, 'cert = "site.crt"\nkey = "site.key"'))
     write_cert(ca, farm.folder, "site", "old.test", "site.test")
     farm.up()
     farm.wait_ready("web", 1)

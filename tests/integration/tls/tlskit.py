@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import textwrap
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -120,3 +121,28 @@ class HttpsLoad:
     async def stop(self) -> None:
         self.running = False
         await asyncio.gather(*self.tasks)
+
+
+def https_farm(engine: str, ports: tuple[int, int], tls: str) -> str:
+    """One web role behind an HTTPS balancer of ``engine`` (plain on ports[0], TLS on ports[1]);
+    ``tls``: one more line of the tls table (``cert``/``key`` or ``acme``)."""
+    return textwrap.dedent(f"""\
+        [roles.web]
+        command = "python3 app.py --port {{port}} --node {{node}}"
+        count = 1
+
+        [roles.web.lb]
+        listen = "127.0.0.1:{ports[0]}"
+        engine = "{engine}"
+        workers = 1
+        drain_timeout = "2s"
+
+        [roles.web.lb.tls]
+        listen = "127.0.0.1:{ports[1]}"
+        {tls}
+
+        [roles.web.health]
+        type = "http"
+        path = "/health"
+        interval = "200ms"
+        """)
