@@ -25,9 +25,14 @@ if TYPE_CHECKING:
 
 
 def _farm_spec(ctx: click.Context) -> FarmSpec:
-    """The farm file: --farm, else the one the farm's .farmhand/ remembers, else ./farm.toml."""
+    """The farm file's contents (see ``_farm_file``)."""
     from farmhand.spec.load import load_farm
 
+    return load_farm(_farm_file(ctx))
+
+
+def _farm_file(ctx: click.Context) -> Path:
+    """The farm file: --farm, else the one the farm's .farmhand/ remembers, else ./farm.toml."""
     farm = given_farm(ctx)
     if farm is None:
         try:
@@ -37,7 +42,7 @@ def _farm_spec(ctx: click.Context) -> FarmSpec:
         farm = Path(remembered) if remembered else Path("farm.toml")
     if not farm.is_file():
         raise StateError(f"no farm file {farm}: give --farm FILE (its hosts and [groups] are the targets)")
-    return load_farm(farm)
+    return farm
 
 
 def _controller(ctx: click.Context) -> Any:
