@@ -19,6 +19,7 @@ from farmhand.controller.autoscaler import Autoscaler
 from farmhand.controller.context import FarmContext
 from farmhand.controller.events import EventLog
 from farmhand.controller.health import HealthMonitor
+from farmhand.controller.planes import DataPlanes
 from farmhand.dataplane import Backend
 from farmhand.drivers.base import (
     Driver,
@@ -108,7 +109,9 @@ class Rig:
     def __init__(self, ctx: FarmContext, host: FakeHost, balancer: FakeBalancer, clock: ManualClock) -> None:
         self.ctx, self.host, self.balancer, self.clock = ctx, host, balancer, clock
         self.applied: list[tuple[str, int, str]] = []
-        self.autoscaler = Autoscaler(ctx, lambda *args: self.applied.append(args), lambda: None)
+        planes = DataPlanes(ctx.state.path, clock.now, lambda *_: None)
+        planes.running = ctx.data_planes  # as the controller does: the planes' stats come parsed
+        self.autoscaler = Autoscaler(ctx, lambda *args: self.applied.append(args), lambda: None, planes.stats)
 
     def serve(self, count: int) -> None:
         for i in range(1, count + 1):
@@ -179,7 +182,7 @@ async def test_node_and_host_metrics_are_averaged_and_in_flight_kept_per_node(ri
     r: Rig = rig()
     r.serve(2)
     r.host.metrics = {"web-1": NodeMetrics(80.0, 30_000_000, 4), "web-2": NodeMetrics(40.0, 10_000_000, 2)}
-    r.lb(0, backends={"web-1": {"active": 7}, "web-2": {"active": "?"}})
+    r.lb(0, backends={"web-1": {"active": 7}})  # web-2 not in the balancer yet
     await r.sample()
     current = r.autoscaler.current("web")
     assert {k: current[k] for k in ("cpu", "rss_mb", "connections", "load1")} == {

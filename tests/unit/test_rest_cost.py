@@ -17,10 +17,10 @@ from farmhand.controller.autoscaler import Autoscaler
 from farmhand.controller.context import FarmContext
 from farmhand.controller.events import EventLog
 from farmhand.controller.health import HealthMonitor
-from farmhand.controller.metrics import _node_values, wanted_node_metrics
+from farmhand.controller.metrics import wanted_node_metrics
+from farmhand.controller.readings import RoleSample, read_all
 from farmhand.drivers import procfs
 from farmhand.drivers.base import NodeMetrics
-from farmhand.records import NodeRecord, NodeState
 from farmhand.spec import parse_farm
 from farmhand.store import SqliteStore
 from farmhand.store.statedir import StateDir
@@ -112,11 +112,17 @@ def test_connections_are_wanted_only_while_a_policy_names_them() -> None:
 
 
 def test_unmeasured_connections_are_left_out_not_counted_as_zero() -> None:
-    nodes = [NodeRecord(f"web-{i}", "web", "local", NodeState.RUNNING, "f", 1.0, 1.0) for i in (1, 2)]
-    unmeasured = {"web-1": NodeMetrics(10.0, 2_000_000, None), "web-2": NodeMetrics(30.0, 4_000_000, None)}
-    assert _node_values(nodes, unmeasured) == {"cpu": (20.0, 2), "rss_mb": (3.0, 2)}
-    some = {"web-1": NodeMetrics(10.0, 2_000_000, 4), "web-2": NodeMetrics(30.0, 4_000_000, None)}
-    assert _node_values(nodes, some)["connections"] == (4.0, 1)
+    def sample(*measured: NodeMetrics) -> RoleSample:
+        return RoleSample(serving=2, nodes=measured, host_loads=(), plane=None, request_rate=None)
+
+    unmeasured = sample(NodeMetrics(10.0, 2_000_000, None), NodeMetrics(30.0, 4_000_000, None))
+    assert read_all(unmeasured) == {"cpu": (20.0, 2), "rss_mb": (3.0, 2)}
+    some = sample(NodeMetrics(10.0, 2_000_000, 4), NodeMetrics(30.0, 4_000_000, None))
+    assert read_all(some)["connections"] == (4.0, 1)
+
+
+async def no_planes() -> dict[str, Any]:
+    return {}
 
 
 @pytest.fixture
@@ -128,7 +134,7 @@ async def scaler(tmp_path: Path) -> AsyncIterator[Any]:
         store = SqliteStore(tmp_path / f"farm{len(made)}.db")
         ctx = FarmContext(parse_farm(text), tmp_path / "farm.toml", StateDir(tmp_path / ".farmhand"), store, clock,
                           EventLog(store, clock), HealthMonitor(lambda: None, clock.now))
-        made.append(Autoscaler(ctx, lambda *_: None, lambda: None))
+        made.append(Autoscaler(ctx, lambda *_: None, lambda: None, no_planes))
         return made[-1], clock
 
     yield make

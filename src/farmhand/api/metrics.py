@@ -6,9 +6,9 @@ counters. Copying it into global gauges would be a second, drifting copy. A scra
 async snapshot (the balancers answer over their control sockets), and a ``FarmCollector``
 turns it into families, so every series is exactly what the controller knows right now.
 
-Load-balancer counters are read defensively: engines (and the SMTP gate) answer
-JSON-shaped stats described in ``farmhand.lb``; a key that is missing or not a number is
-left out rather than breaking the scrape.
+Load-balancer stats come in the status JSON as the engine sent them (``lb_stats``) and are
+read through ``farmhand.dataplane.PlaneStats``, the one parser of that format: a key that is
+missing or not a number reads as none (counters as 0) rather than breaking the scrape.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from farmhand import intents
+from farmhand.dataplane import BackendStats, Counters, PlaneStats
 from farmhand.records import Health, NodeState
 
 SCALE_KINDS = ("role.scaled", "role.autoscaled")
@@ -180,7 +181,7 @@ class FarmCollector(Collector):
         yield family
 
     def _balancers(self) -> Iterator[Metric]:
-        roles = [(role["name"], role["lb_stats"]) for role in self.snapshot.status["roles"]
+        roles = [(role["name"], PlaneStats.parse(role["lb_stats"])) for role in self.snapshot.status["roles"]
                  if isinstance(role.get("lb_stats"), dict)]
         yield from _role_level(roles)
         yield from _worker_restarts(roles)
@@ -188,7 +189,7 @@ class FarmCollector(Collector):
         yield from _counters(roles, "listener")
 
 
-def _role_level(roles: list[tuple[str, dict[str, Any]]]) -> Iterator[Metric]:
+def _role_level(roles: list[tuple[str, PlaneStats]]) -> Iterator[Metric]:
     for key, name, help_text, scale in (
         ("requests_per_s", "farmhand_lb_requests_per_second", "Requests/s over the last ~10 s (tcp: connections/s)", 1.0),
         ("active_connections", "farmhand_lb_active_connections", "Client connections open now", 1.0),
@@ -197,72 +198,61 @@ def _role_level(roles: list[tuple[str, dict[str, Any]]]) -> Iterator[Metric]:
     ):
         family = GaugeMetricFamily(name, help_text, labels=["role"])
         for role, stats in roles:
-            if (value := _number(stats.get(key))) is not None:
+            if (value := getattr(stats, key)) is not None:
                 family.add_metric([role], value * scale)
         yield family
 
 
-def _worker_restarts(roles: list[tuple[str, dict[str, Any]]]) -> Iterator[Metric]:
+def _worker_restarts(roles: list[tuple[str, PlaneStats]]) -> Iterator[Metric]:
     """Balancer workers that died and were started again (``farmhand_lb_worker_restarts_total``)."""
     family = CounterMetricFamily("farmhand_lb_worker_restarts", "Load-balancer worker processes that died "
                                  "and were started again while the balancer ran", labels=["role"])
     for role, stats in roles:
-        if (value := _number(stats.get("worker_restarts"))) is not None:
-            family.add_metric([role], value)
+        family.add_metric([role], stats.worker_restarts)
     yield family
 
 
-def _counters(roles: list[tuple[str, dict[str, Any]]], kind: str) -> Iterator[Metric]:
+def _counters(roles: list[tuple[str, PlaneStats]], kind: str) -> Iterator[Metric]:
     """Traffic per backend (``kind="backend"``) or per listening address."""
     label = "backend" if kind == "backend" else "listen"
-    rows = [(role, name, counters) for role, stats in roles
-            for name, counters in _table(stats.get("backends" if kind == "backend" else "listeners"))]
+    rows: list[tuple[str, str, Counters]] = [
+        (role, name, counters) for role, stats in roles for name, counters in (
+            ((b, s.counters) for b, s in stats.backends.items()) if kind == "backend" else stats.listeners.items())]
     for key, help_text in LB_COUNTERS.items():
         family = CounterMetricFamily(f"farmhand_lb_{kind}_{key}", help_text, labels=["role", label])
         for role, name, counters in rows:
-            if (value := _number(counters.get(key))) is not None:
-                family.add_metric([role, name], value)
+            family.add_metric([role, name], getattr(counters, key))
         yield family
     active = GaugeMetricFamily(f"farmhand_lb_{kind}_active", "In flight now (backend: requests; listener: "
                                "client connections)", labels=["role", label])
     latency = GaugeMetricFamily(f"farmhand_lb_{kind}_latency_seconds", "Latency quantiles since the engine started",
                                 labels=["role", label, "quantile"])
     for role, name, counters in rows:
-        if (value := _number(counters.get("active"))) is not None:
-            active.add_metric([role, name], value)
-        measured = counters.get("latency")
-        if not isinstance(measured, dict):
-            measured = {}
+        active.add_metric([role, name], counters.active)
         for quantile, key in LATENCY_QUANTILES:
-            if (value := _number(measured.get(key))) is not None:
+            if (value := getattr(counters.latency, key)) is not None:
                 latency.add_metric([role, name, quantile], value / 1000)
     yield active
     yield latency
     if kind == "backend":
-        yield from _backend_states(rows)
+        yield from _backend_states([(role, name, backend) for role, stats in roles
+                                    for name, backend in stats.backends.items()])
 
 
-def _backend_states(rows: list[tuple[str, str, dict[str, Any]]]) -> Iterator[Metric]:
+def _backend_states(rows: list[tuple[str, str, BackendStats]]) -> Iterator[Metric]:
     ejected = GaugeMetricFamily("farmhand_lb_backend_ejected", "1 while passive health keeps the backend out",
                                 labels=["role", "backend"])
     weight = GaugeMetricFamily("farmhand_lb_backend_weight", "The backend's balancing weight", labels=["role", "backend"])
     state = GaugeMetricFamily("farmhand_lb_backend_state", "1 for the backend's state (ready, drain, removed)",
                               labels=["role", "backend", "state"])
-    for role, name, counters in rows:
-        if isinstance(counters.get("ejected"), bool):
-            ejected.add_metric([role, name], 1 if counters["ejected"] else 0)
-        if (value := _number(counters.get("weight"))) is not None:
-            weight.add_metric([role, name], value)
-        if isinstance(counters.get("state"), str):
+    for role, name, backend in rows:
+        if backend.ejected is not None:
+            ejected.add_metric([role, name], 1 if backend.ejected else 0)
+        if backend.weight is not None:
+            weight.add_metric([role, name], backend.weight)
+        if backend.state:
             for known in ("ready", "drain", "removed"):
-                state.add_metric([role, name, known], 1 if counters["state"] == known else 0)
+                state.add_metric([role, name, known], 1 if backend.state == known else 0)
     yield ejected
     yield weight
     yield state
-
-
-def _table(value: Any) -> list[tuple[str, dict[str, Any]]]:
-    """``{name: {counters}}`` as pairs; anything else (an engine that answered oddly) as none."""
-    if not isinstance(value, dict):
-        return []
-    return [(str(name), counters) for name, counters in value.items() if isinstance(counters, dict)]

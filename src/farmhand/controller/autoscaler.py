@@ -34,7 +34,7 @@ from datetime import datetime
 from farmhand.controller.context import FarmContext
 from farmhand.controller.decide.autoscale import Decision, Memory, Reading, Situation, decide
 from farmhand.controller.decide.reconcile import wanted_count
-from farmhand.controller.metrics import HORIZON, MetricsSampler, MetricsWindow
+from farmhand.controller.metrics import HORIZON, MetricsSampler, MetricsWindow, PlaneStatsSource
 from farmhand.records import RoleState
 from farmhand.spec.autoscale import AutoscaleSpec
 from farmhand.spec.models import RoleSpec
@@ -53,10 +53,11 @@ ApplyCount = Callable[[str, int, str], None]
 
 
 class Autoscaler:
-    def __init__(self, ctx: FarmContext, apply: ApplyCount, wake: Callable[[], None]) -> None:
+    def __init__(self, ctx: FarmContext, apply: ApplyCount, wake: Callable[[], None],
+                 plane_stats: PlaneStatsSource) -> None:
         self.ctx = ctx
         self.window = MetricsWindow()
-        self.sampler = MetricsSampler(ctx, self.window)
+        self.sampler = MetricsSampler(ctx, self.window, plane_stats)
         self._apply = apply
         self._wake = wake
         self._memory: dict[str, Memory] = {}

@@ -63,7 +63,7 @@ class Controller:
         """(store version, spec) when health targets were last synced."""
         self.planes = DataPlanes(state.path, clock.now, lambda kind, message, role: events.add(kind, message, role))
         self.planes.running = self.ctx.data_planes
-        self.autoscaler = Autoscaler(self.ctx, self.autoscaled, self.wake)
+        self.autoscaler = Autoscaler(self.ctx, self.autoscaled, self.wake, self.planes.stats)
 
     def __repr__(self) -> str:
         return f"<Controller {self.ctx.spec.name} [hosts: {len(self.ctx.drivers)} | shutting down: {self.shutting_down}]>"

@@ -8,8 +8,9 @@ autoscaler holds counts until it has seen fresh samples anyway).
 ``MetricsSampler`` takes one sample of everything: per node CPU %, RSS and connections
 (``Driver.node_metrics``; connections only while a role's autoscale policy names them, since
 counting them is the costly part on a local host, see ``wanted_node_metrics``), per host the load average (``Driver.host_metrics``), per role what
-its load balancer says (``DataPlane.stats()``; keys listed in ``farmhand.lb``), and external
-metrics (a Prometheus text endpoint or a command). Every source is bounded in time and read
+its load balancer says (``DataPlanes.stats``, typed ``PlaneStats``), and external metrics (a
+Prometheus text endpoint or a command). Which figure each metric takes from a sample is the
+reader ``farmhand.registry.METRICS`` names (``controller/readings.py``). Every source is bounded in time and read
 defensively: a missing key, a silent host or a failing command leaves that metric out of the
 sample, which the policies read as "no opinion", never as zero.
 
@@ -26,18 +27,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import re
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from farmhand.controller.context import FarmContext
-from farmhand.drivers.base import OPTIONAL_NODE_METRICS, HostMetrics, NodeMetrics, RunningNode
+from farmhand.controller.readings import RoleSample, read_all
+from farmhand.dataplane import PlaneStats
+from farmhand.drivers.base import OPTIONAL_NODE_METRICS, NodeMetrics, RunningNode
 from farmhand.drivers.local import run_shell
 from farmhand.records import NodeRecord, NodeState
 from farmhand.spec.autoscale import ExternalMetric
@@ -50,6 +52,9 @@ HORIZON = 600.0
 IO_TIMEOUT = 2.0
 """Longest wait for one host's or one load balancer's answer within a sample (samples run
 in the background: a slow source delays only its own metrics)."""
+PlaneStatsSource = Callable[[], Awaitable[dict[str, PlaneStats]]]
+"""Every running data plane's stats, parsed (``DataPlanes.stats``: bounded in time, a plane
+that does not answer is left out)."""
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
 
@@ -156,9 +161,10 @@ class _NoReading(Exception):
 class MetricsSampler:
     """Takes samples into a ``MetricsWindow`` (the only part of autoscaling that does I/O)."""
 
-    def __init__(self, ctx: FarmContext, window: MetricsWindow) -> None:
+    def __init__(self, ctx: FarmContext, window: MetricsWindow, plane_stats: PlaneStatsSource) -> None:
         self.ctx = ctx
         self.window = window
+        self._plane_stats = plane_stats
         self._counters: dict[str, tuple[float, float, float]] = {}
         self._external: dict[tuple[str, str], asyncio.Task[float]] = {}
         self._failing: dict[tuple[str, str], str] = {}
@@ -171,31 +177,34 @@ class MetricsSampler:
         ctx = self.ctx
         serving = [n for n in ctx.store.nodes() if n.state == NodeState.RUNNING and n.pid and n.started_at]
         on_host: dict[str, list[NodeRecord]] = {}
+        of_role: dict[str, list[NodeRecord]] = {}
         for node in serving:  # grouped once: hosts x nodes would be quadratic at size
+            of_role.setdefault(node.role, []).append(node)
             if node.host in ctx.drivers:
                 on_host.setdefault(node.host, []).append(node)
         hosts = sorted(on_host)
         wanted = wanted_node_metrics(ctx.spec)
         for host in hosts:
             ctx.drivers[host].want_metrics(wanted)
-        planes = list(ctx.data_planes.items())
-        node_answers, host_answers, stats_answers = await asyncio.gather(
+        node_answers, host_answers, stats = await asyncio.gather(
             asyncio.gather(*(self._node_metrics(h, on_host[h]) for h in hosts)),
             asyncio.gather(*(_bounded(ctx.drivers[h].host_metrics()) for h in hosts)),
-            asyncio.gather(*(_bounded(plane.stats()) for _, plane in planes)))
+            self._plane_stats())
         per_node: dict[str, NodeMetrics] = {k: v for answer in node_answers for k, v in answer.items()}
         per_host = {h: m for h, m in zip(hosts, host_answers, strict=True) if m is not None}
-        stats = {name: s for (name, _), s in zip(planes, stats_answers, strict=True) if isinstance(s, dict)}
         for role in ctx.spec.roles:
-            mine = [n for n in serving if n.role == role]
-            values = _node_values(mine, per_node) | _host_values(mine, per_host)
-            if role in stats:
-                values |= self._lb_values(role, stats[role], len(mine), now)
-            values |= self._external_values(role, len(mine))
+            mine = of_role.get(role, [])
+            plane = stats.get(role)
+            sample = RoleSample(
+                serving=len(mine),
+                nodes=[per_node[n.id] for n in mine if n.id in per_node],
+                host_loads=[per_host[h].load1 for h in {n.host for n in mine} if h in per_host],
+                plane=plane,
+                request_rate=self._request_rate(role, plane, now) if plane is not None else None)
+            values = read_all(sample) | self._external_values(role, len(mine))
             self.window.record_role(role, now, values)
-            role_stats = stats.get(role, {})
             for node in mine:
-                self.window.record_node(node.id, now, _one_node(node, per_node.get(node.id), role_stats))
+                self.window.record_node(node.id, now, _one_node(node, per_node.get(node.id), plane))
         self.window.keep_only(ctx.spec.roles, (n.id for n in ctx.store.nodes()))
 
     async def close(self) -> None:
@@ -213,33 +222,18 @@ class MetricsSampler:
         answer = await _bounded(self.ctx.drivers[host].node_metrics(running))
         return answer or {}
 
-    def _lb_values(self, role: str, stats: dict[str, Any], serving: int, now: float) -> dict[str, tuple[float, int]]:
-        values: dict[str, tuple[float, int]] = {}
-        rate = self._request_rate(role, stats, now)
-        if rate is not None:
-            values["requests_per_s"] = (rate, serving)
-        for name in ("active_connections", "p95_ms", "waiting"):
-            number = _number(stats.get(name))
-            if number is not None:
-                values[name] = (number, serving)
-        return values
-
-    def _request_rate(self, role: str, stats: dict[str, Any], now: float) -> float | None:
+    def _request_rate(self, role: str, stats: PlaneStats, now: float) -> float | None:
         """Requests *arriving* per second: those answered since the last sample plus the
         growth of those in flight or waiting. Counting answers alone would hide an
         overload, since a saturated node answers no faster than its capacity."""
-        listeners = stats.get("listeners")
-        counts = [_number(c.get("requests")) for c in listeners.values() if isinstance(c, dict)] \
-            if isinstance(listeners, dict) else []
-        fallback = _number(stats.get("requests_per_s"))
-        if not counts or any(c is None for c in counts):
-            return fallback
-        answered = sum(c for c in counts if c is not None)
-        arrived = answered + _in_flight(stats)
+        answered = stats.requests_total
+        if answered is None:
+            return stats.requests_per_s
+        arrived = answered + stats.busy
         before = self._counters.get(role)
         self._counters[role] = (now, answered, arrived)
         if before is None or answered < before[1] or now - before[0] <= 0:
-            return fallback
+            return stats.requests_per_s
         return max(0.0, arrived - before[2]) / (now - before[0])
 
     def _external_values(self, role: str, serving: int) -> dict[str, tuple[float, int]]:
@@ -289,52 +283,17 @@ def wanted_node_metrics(spec: FarmSpec) -> frozenset[str]:
                      for name in role.autoscale.metrics() if name in OPTIONAL_NODE_METRICS)
 
 
-def _node_values(nodes: list[NodeRecord], per_node: dict[str, NodeMetrics]) -> dict[str, tuple[float, int]]:
-    measured = [per_node[n.id] for n in nodes if n.id in per_node]
-    if not measured:
-        return {}
-    count = len(measured)
-    values = {
-        "cpu": (sum(m.cpu_percent for m in measured) / count, count),
-        "rss_mb": (sum(m.rss_bytes for m in measured) / count / 1e6, count),
-    }
-    connections = [m.connections for m in measured if m.connections is not None]
-    if connections:
-        values["connections"] = (sum(connections) / len(connections), len(connections))
-    return values
-
-
-def _host_values(nodes: list[NodeRecord], per_host: dict[str, HostMetrics]) -> dict[str, tuple[float, int]]:
-    loads = [per_host[h].load1 for h in {n.host for n in nodes} if h in per_host]
-    return {"load1": (sum(loads) / len(loads), len(nodes))} if loads else {}
-
-
-def _one_node(node: NodeRecord, metrics: NodeMetrics | None, role_stats: dict[str, Any]) -> dict[str, float]:
+def _one_node(node: NodeRecord, metrics: NodeMetrics | None, plane: PlaneStats | None) -> dict[str, float]:
+    """A node's own series (the dashboard's charts, and the least-loaded victim choice)."""
     values: dict[str, float] = {}
     if metrics is not None:
         values |= {"cpu": metrics.cpu_percent, "rss_mb": metrics.rss_bytes / 1e6}
         if metrics.connections is not None:
             values["connections"] = metrics.connections
-    backends = role_stats.get("backends")
-    backend = backends.get(node.id) if isinstance(backends, dict) else None
-    active = _number(backend.get("active")) if isinstance(backend, dict) else None
+    active = plane.in_flight(node.id) if plane is not None else None
     if active is not None:
         values["in_flight"] = active
     return values
-
-
-def _in_flight(stats: dict[str, Any]) -> float:
-    """Requests in flight to the backends plus those waiting for one (missing keys: none)."""
-    backends = stats.get("backends")
-    active = [_number(b.get("active")) for b in backends.values() if isinstance(b, dict)] \
-        if isinstance(backends, dict) else []
-    return sum(a for a in active if a is not None) + (_number(stats.get("waiting")) or 0.0)
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
 
 
 async def _bounded(call: Awaitable[T]) -> T | None:

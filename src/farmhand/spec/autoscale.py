@@ -5,8 +5,8 @@ policies: *target* tracking (keep a metric per node near a value), *threshold* r
 for a while: add nodes; below Y for a while: remove some) and *schedule* windows that change
 min and max at given times. The largest count any policy wants wins. The policy maths lives
 in ``farmhand.controller.decide.autoscale``; this module only says what may be written, and
-holds the metric catalogue and the cron-like window syntax, because both the spec's checks
-and the decisions need them.
+holds the cron-like window syntax, because both the spec's checks and the decisions need
+it; the metric catalogue is ``farmhand.registry.METRICS``.
 """
 
 from __future__ import annotations
@@ -19,36 +19,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from farmhand.registry import METRICS, MetricInfo
 from farmhand.spec.types import Duration, Strict
-
-MetricKind = Literal["mean", "total", "level"]
-"""How a role-level value comes from its nodes, which decides what "per node" means:
-
-``mean``: the average over the role's nodes (CPU %); ``total``: shared by the nodes (requests
-per second, a queue's length), so per node is total / nodes; ``level``: a value the nodes
-bring down together (p95 latency), compared with the target as it is.
-"""
-
-
-@dataclass(frozen=True)
-class MetricInfo:
-    kind: MetricKind
-    source: Literal["node", "host", "lb", "external"]
-    unit: str
-    """How a value reads in a reason: "{value}{unit}" ("85% CPU", "210 req/s")."""
-
-
-BUILTIN_METRICS: dict[str, MetricInfo] = {
-    "cpu": MetricInfo("mean", "node", "% CPU"),
-    "rss_mb": MetricInfo("mean", "node", " MB RSS"),
-    "connections": MetricInfo("mean", "node", " connections"),
-    "load1": MetricInfo("mean", "host", " load"),
-    "requests_per_s": MetricInfo("total", "lb", " req/s"),
-    "active_connections": MetricInfo("total", "lb", " active connections"),
-    "p95_ms": MetricInfo("level", "lb", " ms p95"),
-    "waiting": MetricInfo("total", "lb", " requests waiting"),
-}
-"""Metrics farmhand measures itself. ``lb`` ones need the role to have a load balancer."""
 
 
 class TargetPolicy(Strict):
@@ -190,17 +162,17 @@ class AutoscaleSpec(Strict):
             raise ValueError("autoscale needs at least one policy: [[...autoscale.target]], "
                              "[[...autoscale.desired]], [[...autoscale.threshold]] or [[...autoscale.schedule]]")
         for name in self.external:
-            if name in BUILTIN_METRICS:
+            if name in METRICS:
                 raise ValueError(f"external metric {name!r} has the name of a built-in metric")
-        known = sorted([*BUILTIN_METRICS, *self.external])
+        known = sorted([*METRICS, *self.external])
         for metric in self.metrics():
             if metric not in known:
                 raise ValueError(f"unknown metric {metric!r} (known: {', '.join(known)})")
         return self
 
     def metric_info(self, name: str) -> MetricInfo:
-        if name in BUILTIN_METRICS:
-            return BUILTIN_METRICS[name]
+        if name in METRICS:
+            return METRICS[name]
         return MetricInfo(self.external[name].kind, "external", f" {name}")
 
     def metrics(self) -> list[str]:
@@ -209,7 +181,7 @@ class AutoscaleSpec(Strict):
 
     def uses_lb(self) -> list[str]:
         """Metrics the policies read from a load balancer."""
-        return [m for m in self.metrics() if m in BUILTIN_METRICS and BUILTIN_METRICS[m].source == "lb"]
+        return [m for m in self.metrics() if m in METRICS and METRICS[m].source == "lb"]
 
 
 # cron-like windows --------------------------------------------------------------------

@@ -33,10 +33,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from farmhand.registry import MetricInfo
 from farmhand.spec.autoscale import (
     AutoscaleSpec,
     DesiredPolicy,
-    MetricInfo,
     TargetPolicy,
     ThresholdPolicy,
 )
