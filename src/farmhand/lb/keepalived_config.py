@@ -175,12 +175,3 @@ def parse_states(text: str) -> list[Transition]:
         except ValueError:
             continue
     return found
-
-
-def default_vrrp_id(role: str) -> int:
-    """A virtual router id (1-255) derived from the role's name, stable across controllers.
-    Two pairs on one network need different ids: ``vrrp_id`` in the farm file sets one."""
-    total = 0
-    for char in role.encode():
-        total = (total * 31 + char) % 251
-    return total + 1

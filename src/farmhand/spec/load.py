@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from farmhand.errors import SpecError, SpecProblem
+from farmhand.spec.lbpair import pair_problems
 from farmhand.spec.locate import locate_key
 from farmhand.spec.models import FarmSpec, split_host_port
 
@@ -175,6 +176,7 @@ def _cross_checks(spec: FarmSpec) -> list[tuple[tuple[str, ...], str]]:
                     problems.append((("roles", name, "port"), f"port {port} is also fixed by another role"))
     problems.extend(_capacity_checks(spec))
     problems.extend(_api_address_checks(spec))
+    problems.extend(pair_problems(spec.roles, spec.hosts))
     listeners: Counter[tuple[str, int]] = Counter(
         role.lb.host_port for role in spec.roles.values() if role.lb is not None
     )

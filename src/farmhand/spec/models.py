@@ -21,6 +21,7 @@ from farmhand.spec.autoscale import AutoscaleSpec
 from farmhand.spec.fake import MAX_FAKE_HOSTS, FakeOptions
 from farmhand.spec.gate import GateOptions
 from farmhand.spec.groups import GroupTable
+from farmhand.spec.lbpair import PairFields, attach_members
 from farmhand.spec.tls import TlsSpec
 from farmhand.spec.types import Duration, Strict
 
@@ -138,7 +139,9 @@ class HealthSpec(Strict):
         return self
 
 
-class LbSpec(Strict):
+class LbSpec(PairFields):
+    """A role's balancer; ``hosts`` and ``vip`` (``PairFields``, spec/lbpair.py) make it a pair."""
+
     listen: str
     mode: Literal["http", "tcp"] = "http"
     engine: str = "builtin"
@@ -415,6 +418,7 @@ class FarmSpec(Strict):
     def _default_host(self) -> FarmSpec:
         if not self.hosts:
             object.__setattr__(self, "hosts", {"local": HostSpec(driver="local")})
+        attach_members(self.roles, self.hosts)
         return self
 
     @property

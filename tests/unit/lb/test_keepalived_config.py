@@ -8,7 +8,6 @@ from farmhand.lb.keepalived_config import (
     MemberConfig,
     Transition,
     check_script,
-    default_vrrp_id,
     keepalived_conf,
     notify_script,
     parse_states,
@@ -72,9 +71,3 @@ def test_scripts() -> None:
 def test_state_file_parsing_skips_what_it_cannot_read() -> None:
     text = "1700000000.5 BACKUP\ngarbage\n1700000001.25 MASTER\n17000 NOPE\nxx FAULT\n1700000002"
     assert parse_states(text) == [Transition(1700000000.5, "BACKUP"), Transition(1700000001.25, "MASTER")]
-
-
-def test_default_vrrp_id_is_stable_and_in_range() -> None:
-    ids = {default_vrrp_id(f"role-{i}") for i in range(500)}
-    assert all(1 <= i <= 255 for i in ids)
-    assert default_vrrp_id("web") == default_vrrp_id("web")
