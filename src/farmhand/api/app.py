@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from farmhand import intents
 from farmhand.api import guard
 from farmhand.api.dashboard import mount_dashboard
+from farmhand.api.deploy import deploy_routes
 from farmhand.errors import FarmhandError, RequestError, SpecError
 from farmhand.spec.models import NAME_PATTERN
 
@@ -155,6 +156,7 @@ def create_app(ctl: intents.Farm, token: str, *, api_hosts: Iterable[str] = (),
         return intents.down(ctl)
 
     _fleet_routes(app, ctl)
+    deploy_routes(app, ctl)
     mount_dashboard(app, ctl)
     return app
 

@@ -21,6 +21,7 @@ from farmhand.controller.prestop import run_hook
 from farmhand.drivers.base import Driver, NodeLaunch, RunningNode
 from farmhand.errors import DriverError, FarmhandError, PortInUse
 from farmhand.records import NodeRecord, NodeState, OnStop, RoleState
+from farmhand.spec.deploy import workdir_on
 from farmhand.spec.models import PreStopSpec
 from farmhand.units import format_duration
 
@@ -170,7 +171,7 @@ class Actor:
             role=node.role,
             command=role.command.format(**values),
             env={k: v.format(**values) if "{" in v else v for k, v in role.env.items()},
-            workdir=role.workdir,
+            workdir=workdir_on(role.workdir, role.deploy, node.host),
             port=port,
         )
         try:
@@ -241,7 +242,7 @@ class Actor:
                   "host": driver.address}
         role = self.ctx.spec.roles.get(node.role)
         env = {k: v.format(**values) if "{" in v else v for k, v in role.env.items()} if role else {}
-        outcome = await run_hook(hook, values, driver, node.port, role.workdir if role else None, env)
+        outcome = await run_hook(hook, values, driver, node.port, workdir_on(role.workdir, role.deploy, node.host) if role else None, env)
         self.ctx.events.add("node.pre_stop", f"{node.id} pre_stop: {outcome}", node.role, node.id)
         current = self._node(node.id)
         if current is not None and current.state == NodeState.STOPPING and not current.killed:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from farmhand.errors import SpecError, SpecProblem
 from farmhand.spec.lbpair import pair_problems
+from farmhand.spec.deploy import release_workdir
 from farmhand.spec.locate import locate_key
 from farmhand.spec.models import FarmSpec, split_host_port
 
@@ -51,6 +52,11 @@ def _with_workdirs_resolved(spec: FarmSpec, folder: Path) -> FarmSpec:
     files: the farm then works wherever `farmhand` is started from."""
     roles = {}
     for name, role in spec.roles.items():
+        if role.deploy is not None:  # runs in its release; the source is read here
+            source = str(folder / role.deploy.source) if not Path(role.deploy.source).is_absolute() else role.deploy.source
+            roles[name] = role.model_copy(update={"workdir": release_workdir(role.deploy, role.workdir),
+                                                  "deploy": role.deploy.model_copy(update={"source": source})})
+            continue
         workdir = Path(role.workdir) if role.workdir else folder
         if not workdir.is_absolute():
             workdir = folder / workdir

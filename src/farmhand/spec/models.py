@@ -18,6 +18,7 @@ from pydantic_core.core_schema import ValidationInfo
 
 from farmhand.registry import DRIVERS, ENGINES, known
 from farmhand.spec.autoscale import AutoscaleSpec
+from farmhand.spec.deploy import DeploySpec, check_workdir
 from farmhand.spec.fake import MAX_FAKE_HOSTS, FakeOptions
 from farmhand.spec.gate import GateOptions
 from farmhand.spec.groups import GroupTable
@@ -219,6 +220,8 @@ class RoleSpec(Strict):
     """A host label to spread across (``"zone"``); default: spread across hosts."""
     require: dict[str, str] = Field(default_factory=dict)
     """Host labels a node's host must carry."""
+    deploy: DeploySpec | None = None
+    """Where `farmhand deploy` takes the role's release from and puts it (spec/deploy.py)."""
 
     @field_validator("port")
     @classmethod
@@ -266,6 +269,12 @@ class RoleSpec(Strict):
             raise ValueError("give either count, or min and max, not both")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min ({self.min}) is above max ({self.max})")
+        return self
+
+    @model_validator(mode="after")
+    def _deploy_workdir(self) -> RoleSpec:
+        if self.deploy is not None:
+            check_workdir(self.workdir)
         return self
 
     @model_validator(mode="after")
