@@ -17,6 +17,7 @@ from pydantic import Field, StrictInt, field_validator, model_validator
 from pydantic_core.core_schema import ValidationInfo
 
 from farmhand.registry import DRIVERS, ENGINES, known
+from farmhand.spec.assets import AssetsSpec
 from farmhand.spec.autoscale import AutoscaleSpec
 from farmhand.spec.deploy import DeploySpec, check_workdir
 from farmhand.spec.fake import MAX_FAKE_HOSTS, FakeOptions
@@ -401,6 +402,8 @@ class FarmSpec(Strict):
     hosts: dict[Annotated[str, Field(pattern=NAME_PATTERN)], HostSpec] = Field(default_factory=dict)
     roles: dict[Annotated[str, Field(pattern=NAME_PATTERN)], RoleSpec] = Field(default_factory=dict)
     groups: GroupTable = Field(default_factory=dict)
+    assets: AssetsSpec = Field(default_factory=AssetsSpec)
+    """Where `farmhand assets push` puts static files (spec/assets.py)."""
 
     @field_validator("hosts")
     @classmethod
