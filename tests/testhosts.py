@@ -23,6 +23,8 @@ Fixtures (import them into a conftest.py, as tests/integration/hosts/conftest.py
     Everything is removed when the test ends, also on failure.
     ``testhosts(n, max_startups="10:30:100")`` keeps sshd's default handshake limit (it is
     raised otherwise, so parallel tests are not dropped).
+    ``testhosts(n, root_login=True)`` lets root log in too (``host.spec_fields(user="root")``),
+    for what needs root on a host (keepalived).
 ``three_hosts``
     ``testhosts(3)`` for one test.
 ``module_host``
@@ -39,7 +41,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -104,7 +106,7 @@ if pytest is not None:
         _need_root()
         runs: list[TestHostRun] = []
 
-        def make(count: int, **options: str) -> TestHostRun:
+        def make(count: int, **options: Any) -> TestHostRun:
             run = create_run(count, **options)
             runs.append(run)
             return run

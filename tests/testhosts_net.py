@@ -168,13 +168,16 @@ class TestHostRun:
         return "\n".join(lines)
 
 
-def create_run(count: int, *, owner: str | None = None, max_startups: str = "100:30:200") -> TestHostRun:
+def create_run(count: int, *, owner: str | None = None, max_startups: str = "100:30:200",
+               root_login: bool = False) -> TestHostRun:
     """Make ``count`` hosts; on any failure everything made so far is removed again.
 
     ``owner`` is ``None`` for runs that belong to this process (stale once it dies) or
     ``"manual"`` for runs made by ``scripts/testhosts up`` (removed only by ``down``).
     ``max_startups`` is sshd's ``MaxStartups`` (raised by default; "10:30:100" is sshd's own
-    default, for tests of how clients cope with it).
+    default, for tests of how clients cope with it). ``root_login`` also lets root log in with
+    the run's key (``host.spec_fields(user="root")``): what needs root on a host, such as
+    keepalived moving an address, runs there as on a real machine.
     """
     if not 1 <= count <= MAX_HOSTS:
         raise ValueError(f"between 1 and {MAX_HOSTS} hosts, not {count}")
@@ -208,7 +211,7 @@ def create_run(count: int, *, owner: str | None = None, max_startups: str = "100
             known_hosts=run_dir / "known_hosts",
         )
         for index in range(1, count + 1):
-            run.hosts.append(_make_host(run, index, max_startups))
+            run.hosts.append(_make_host(run, index, max_startups, root_login))
         run.known_hosts.write_text(
             "".join(f"{h.address} {h.public_key}\n" for h in run.hosts)
         )
@@ -229,7 +232,7 @@ def create_run(count: int, *, owner: str | None = None, max_startups: str = "100
 # -- making hosts ------------------------------------------------------------------------------
 
 
-def _make_host(run: TestHostRun, index: int, max_startups: str) -> TestHost:
+def _make_host(run: TestHostRun, index: int, max_startups: str, root_login: bool = False) -> TestHost:
     host_name = f"h{index}"
     host_dir = run.dir / host_name
     host_dir.mkdir(mode=0o755)
@@ -250,7 +253,7 @@ def _make_host(run: TestHostRun, index: int, max_startups: str) -> TestHost:
     authorized = host_dir / "authorized_keys"
     authorized.write_text(run.key_file.with_suffix(".pub").read_text())
     authorized.chmod(0o644)
-    (host_dir / "sshd_config").write_text(_sshd_config(address, host_dir, host_key, authorized, max_startups))
+    (host_dir / "sshd_config").write_text(_sshd_config(address, host_dir, host_key, authorized, max_startups, root_login))
     return TestHost(
         name=host_name,
         netns=netns,
@@ -266,7 +269,8 @@ def _make_host(run: TestHostRun, index: int, max_startups: str) -> TestHost:
     )
 
 
-def _sshd_config(address: str, host_dir: Path, host_key: Path, authorized: Path, max_startups: str) -> str:
+def _sshd_config(address: str, host_dir: Path, host_key: Path, authorized: Path, max_startups: str,
+                 root_login: bool = False) -> str:
     """One sshd's config; MaxStartups/MaxSessions raised so parallel tests are not dropped."""
     return "\n".join(
         [
@@ -280,8 +284,8 @@ def _sshd_config(address: str, host_dir: Path, host_key: Path, authorized: Path,
             "PubkeyAuthentication yes",
             "PasswordAuthentication no",
             "KbdInteractiveAuthentication no",
-            "PermitRootLogin no",
-            f"AllowUsers {USER}",
+            "PermitRootLogin prohibit-password" if root_login else "PermitRootLogin no",
+            f"AllowUsers {USER} root" if root_login else f"AllowUsers {USER}",
             f"MaxStartups {max_startups}",
             "MaxSessions 64",
             "PrintMotd no",

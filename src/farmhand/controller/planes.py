@@ -191,6 +191,11 @@ class DataPlanes:
                     found[name] = PlaneStats.parse(await plane.stats())
         for name, stats in found.items():
             self._tell_worker_deaths(name, stats)
+        for name, plane in list(self.running.items()):
+            take_events = getattr(plane, "take_events", None)  # load-balancer pairs: the address moved
+            if take_events is not None:
+                for kind, message in take_events():
+                    self._say(kind, message, name)
         return found
 
     def watch(self) -> None:

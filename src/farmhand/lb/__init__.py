@@ -14,6 +14,10 @@ Where things live (an engine is a package here plus its line in ``farmhand.regis
   process, the workers' hot path and their pure parts (its docstring lists them);
 - ``haproxy/``: the HAProxy engine: its handle (``haproxy.dataplane``) and its pure config
   and stats parsing (``haproxy.config``).
+- ``pair``, ``placed``, ``keepalived_config``, ``pair_watch``: load-balancer pairs (``hosts``
+  and ``vip`` in the lb table): the handle that fans out to every member, one member on its
+  SSH host (engine, watcher, keepalived), keepalived's generated files, and the watcher that
+  runs beside keepalived on the host.
 - ``engine`` and ``worker``: only the command-line names of the builtin engine's processes
   (``python -m farmhand.lb.engine``, ``python -m farmhand.lb.worker``), which ``ps`` shows
   and ``owner`` recognises; they call ``main`` in ``builtin/``.
@@ -119,6 +123,10 @@ def make_data_plane(role: str, lb: LbSpec, health: HealthSpec | None, state_dir:
     HAProxy handle) and built as ``Class(settings, run_dir)``, as every engine is."""
     from farmhand.lb.settings import EngineSettings
 
+    if lb.is_pair:  # the same engine on named hosts behind a floating address (lb/pair.py)
+        from farmhand.lb.pair import PairDataPlane
+
+        return PairDataPlane(role, lb, health, state_dir)
     tls = None
     if lb.tls is not None:
         from farmhand.lb.tls import settings_for

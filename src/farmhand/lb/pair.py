@@ -1,0 +1,253 @@
+"""A role's load balancer as a pair (or more) of members behind a floating address: the
+``DataPlane`` the controller holds for ``[roles.R.lb]`` with ``hosts`` and ``vip``.
+
+Every call fans out to all members at once (``lb/placed.py``: the builtin engine, a watcher
+and keepalived on each host), so every member always has the same, whole backend set and
+keeps serving with it when the controller is gone. A member that does not answer never holds
+the others up: calls succeed when one member took them, and the member is repaired in the
+background (its engine started again where it died, keepalived and the watcher too) and
+given the current set. keepalived moves the address; with ``nopreempt`` (the default) a
+repaired member comes back as a backup and the address does not move again.
+
+``stats()`` answers the serving member's stats (the one holding the address, else the first
+that answers) plus ``"pair"``::
+
+    "pair": {"vip": "10.213.0.100", "holder": "lb2" | None,
+             "members": {"lb1": {"state": "MASTER" | "BACKUP" | "FAULT" | "STOP" | "unknown",
+                                 "since": float | None, "balancer": "running" | "down",
+                                 "reachable": bool, "error": str | None}, ...}}
+
+Moves of the address become events (``take_events``): who holds it now, since when, and why
+the last holder let go (its balancer stopped, its host went out of reach, or it went FAULT).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from farmhand.dataplane import Backend
+from farmhand.errors import FarmhandError, LbError
+from farmhand.lb.placed import PlacedMember, plan_members
+from farmhand.lb.settings import EngineSettings
+from farmhand.spec.lbpair import default_vrrp_id
+
+if TYPE_CHECKING:
+    from farmhand.spec.models import HealthSpec, LbSpec
+
+MEMBER_TIMEOUT = 2.5
+"""Longest one member may take to answer a call before the others' answers are used."""
+STATS_TIMEOUT = 1.5
+
+
+@dataclass
+class MemberView:
+    """What the pair last learned of one member."""
+
+    state: str = "unknown"
+    since: float | None = None
+    balancer: str = "unknown"
+    reachable: bool = False
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"state": self.state, "since": self.since, "balancer": self.balancer,
+                "reachable": self.reachable, "error": self.error}
+
+
+class PairDataPlane:
+    """``DataPlane`` for a role whose balancer names ``hosts`` and a ``vip``."""
+
+    def __init__(self, role: str, lb: LbSpec, health: HealthSpec | None, state_dir: Path) -> None:
+        if not lb.is_pair or lb.vip is None:
+            raise ValueError("PairDataPlane needs an lb table with hosts and vip")
+        missing = [name for name in lb.hosts if name not in lb.member_hosts]
+        if missing:
+            raise LbError(f"role {role}: pair hosts {', '.join(missing)} are not in [hosts]")
+        self.role = role
+        self.vip = lb.vip_address
+        settings = EngineSettings.from_spec(role, lb, health)
+        farm_id = hashlib.sha256(str(Path(state_dir).resolve()).encode()).hexdigest()[:16]  # StateDir.farm_id
+        plans = plan_members(role, settings, hosts=lb.hosts, vip=lb.vip, vrrp_id=lb.vrrp_id or default_vrrp_id(role),
+                             preempt=lb.preempt, interface=lb.interface, python=lb.python)
+        self.members = {plan.host: PlacedMember(plan, lb.member_hosts[plan.host], farm_id) for plan in plans}
+        self.views = {name: MemberView() for name in self.members}
+        self._wanted: list[Backend] | None = None
+        self._healthy: set[str] = set()
+        self._repairing: asyncio.Task[None] | None = None
+        self._holder: str | None = None
+        self._holder_known = False
+        self._events: list[tuple[str, str]] = []
+
+    def __repr__(self) -> str:
+        return f"<PairDataPlane {self.role} vip {self.vip} [holder: {self._holder} | members: {', '.join(self.members)}]>"
+
+    # -- the DataPlane contract ---------------------------------------------------------------
+
+    async def ensure_running(self) -> bool:
+        results = await asyncio.gather(*(self._ensure_member(m) for m in self.members.values()), return_exceptions=True)
+        errors = {name: r for name, r in zip(self.members, results, strict=True) if isinstance(r, BaseException)}
+        for name, error in errors.items():
+            if not isinstance(error, FarmhandError):
+                raise error
+            self._note_error(name, error)
+        if len(errors) == len(self.members):
+            raise LbError("; ".join(str(e) for e in errors.values()))
+        return all(r is True for r in results)
+
+    async def set_backends(self, backends: list[Backend]) -> None:
+        self._wanted = list(backends)
+        request = {"op": "set_backends", "backends": [b.to_json() for b in backends]}
+        answers = await self._fan_out(request, only_healthy=True)
+        if all(answer is None for answer in answers.values()):
+            raise LbError(f"role {self.role}: no member of the pair took the backends "
+                          f"({'; '.join(v.error or '?' for v in self.views.values())})")
+        self._repair_soon()
+
+    async def active(self, name: str) -> int:
+        answers = await self._fan_out({"op": "active", "name": name}, only_healthy=True)
+        return sum(int(a.get("active", 0)) for a in answers.values() if a is not None)
+
+    async def stats(self) -> dict[str, Any]:
+        names = list(self.members)
+        stats_results, states_results = await asyncio.gather(
+            asyncio.gather(*(self._bounded(self.members[n].call({"op": "stats"})) for n in names), return_exceptions=True),
+            asyncio.gather(*(self._bounded(self.members[n].transitions()) for n in names), return_exceptions=True),
+        )
+        stats_by: dict[str, dict[str, Any]] = {}
+        for name, stat, states in zip(names, stats_results, states_results, strict=True):
+            view = self.views[name]
+            view.reachable = not isinstance(states, BaseException)
+            if isinstance(stat, BaseException):
+                view.balancer = "down"
+                view.error = str(stat)
+                self._healthy.discard(name)
+            else:
+                view.balancer = "running"
+                view.error = None
+                stats_by[name] = stat
+            if not isinstance(states, BaseException) and states:
+                view.state, view.since = states[-1].state, states[-1].at
+            elif isinstance(states, BaseException):
+                view.error = view.error or str(states)
+        self._follow_holder()
+        self._repair_soon()
+        serving = self._holder if self._holder in stats_by else next(iter(stats_by), None)
+        answer: dict[str, Any] = dict(stats_by[serving]) if serving is not None else {"engine": "builtin", "role": self.role}
+        answer["pair"] = self.pair_view()
+        return answer
+
+    async def stop(self) -> None:
+        if self._repairing is not None:
+            self._repairing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._repairing
+        results = await asyncio.gather(*(m.stop() for m in self.members.values()), return_exceptions=True)
+        await asyncio.gather(*(m.close() for m in self.members.values()), return_exceptions=True)
+        errors = [str(r) for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise LbError(f"role {self.role}: stopping the pair: {'; '.join(errors)}")
+
+    # -- what the controller reads besides the contract ---------------------------------------
+
+    def pair_view(self) -> dict[str, Any]:
+        return {"vip": self.vip, "holder": self._holder,
+                "members": {name: view.to_json() for name, view in self.views.items()}}
+
+    def take_events(self) -> list[tuple[str, str]]:
+        """Events since the last call, as (kind, message)."""
+        events, self._events = self._events, []
+        return events
+
+    # -- inside -------------------------------------------------------------------------------
+
+    async def _ensure_member(self, member: PlacedMember) -> bool:
+        adopted = await member.ensure_engine()
+        if self._wanted is not None:
+            await member.call({"op": "set_backends", "backends": [b.to_json() for b in self._wanted]})
+        await member.ensure_keepalived()
+        self._healthy.add(member.host)
+        view = self.views[member.host]
+        view.balancer, view.reachable, view.error = "running", True, None
+        return adopted
+
+    async def _bounded(self, call: Any) -> Any:
+        async with asyncio.timeout(STATS_TIMEOUT):
+            return await call
+
+    async def _fan_out(self, request: dict[str, Any], *, only_healthy: bool) -> dict[str, dict[str, Any] | None]:
+        names = [n for n in self.members if not only_healthy or n in self._healthy] or list(self.members)
+
+        async def one(name: str) -> dict[str, Any] | None:
+            try:
+                async with asyncio.timeout(MEMBER_TIMEOUT):
+                    return await self.members[name].call(request, timeout=MEMBER_TIMEOUT)
+            except (FarmhandError, TimeoutError) as error:
+                self._note_error(name, error)
+                return None
+
+        answers = await asyncio.gather(*(one(n) for n in names))
+        return dict(zip(names, answers, strict=True))
+
+    def _note_error(self, name: str, error: BaseException) -> None:
+        self._healthy.discard(name)
+        self.views[name].error = str(error) or type(error).__name__
+
+    def _repair_soon(self) -> None:
+        """Repair members that are not healthy, in the background (a start takes seconds and
+        must not hold up a push or a stats read)."""
+        broken = [n for n in self.members if n not in self._healthy]
+        if not broken or (self._repairing is not None and not self._repairing.done()):
+            return
+        self._repairing = asyncio.ensure_future(self._repair(broken))
+
+    async def _repair(self, names: list[str]) -> None:
+        for name in names:
+            member = self.members[name]
+            was_down = self.views[name].balancer == "down" and self.views[name].reachable
+            try:
+                await self._ensure_member(member)
+            except FarmhandError as error:
+                self._note_error(name, error)
+                continue
+            if was_down:
+                self._events.append(("lb.member_restarted",
+                                     f"role {self.role}: the load balancer on {name} was not running; started it again there"))
+
+    def _follow_holder(self) -> None:
+        """Who holds the address now (the reachable member whose last transition is MASTER),
+        and an event when it moved."""
+        masters = [n for n, v in self.views.items() if v.reachable and v.state == "MASTER"]
+        holder = max(masters, key=lambda n: self.views[n].since or 0.0) if masters else None
+        if holder is None and self._holder is not None and not self.views[self._holder].reachable:
+            return  # the holder is out of reach and nobody else says MASTER yet: keep what we knew
+        if not self._holder_known:
+            self._holder_known, self._holder = True, holder
+            if holder is not None:
+                self._events.append(("lb.vip_held", f"role {self.role}: {self.vip} is held by {holder}"))
+            return
+        if holder == self._holder:
+            return
+        previous, self._holder = self._holder, holder
+        if holder is None:
+            self._events.append(("lb.vip_lost", f"role {self.role}: no member holds {self.vip} "
+                                 f"(last holder {previous}: {self._why(previous)})"))
+            return
+        since = self.views[holder].since
+        took = f" at {since:.3f}" if since else ""
+        reason = f"; {previous} {self._why(previous)}" if previous else ""
+        self._events.append(("lb.vip_moved", f"role {self.role}: {self.vip} moved to {holder}{took}{reason}"))
+
+    def _why(self, name: str | None) -> str:
+        if name is None:
+            return "unknown"
+        view = self.views[name]
+        if not view.reachable:
+            return "is out of reach (host or link down)"
+        if view.balancer == "down":
+            return "lost its load balancer"
+        return f"went {view.state}"

@@ -1,0 +1,265 @@
+"""One member of a load-balancer pair: the builtin engine, its watcher and keepalived, run on
+a named SSH host and steered over one SSH connection.
+
+Why its own connection (not the node driver's): the pair must stay steerable while the
+controller's node work on that host is slow, and it needs two things a driver does not
+offer: a channel to the engine's Unix control socket (SSH ``direct-streamlocal``, which sshd
+allows by default; no port is opened, nothing new to secure) and root, which keepalived needs
+to add and remove the address. Everything on the host lives in ``BASE/lb/ROLE/`` (BASE is the
+host's ``base_dir``, default ``~/.farmhand/<farm id>``), next to what the controller runs there:
+
+    engine.json engine.pid control.sock engine.log   the builtin engine (as on the controller's machine)
+    keepalived.conf keepalived.pid vrrp.pid keepalived.log
+    check notify states alive watch.pid watch.log    keepalived's helpers (lb/keepalived_config.py)
+
+Every process is started detached (its own session), so it outlives the controller and the
+connection; a new controller adopts the engine by its control socket and keepalived by its
+pidfile. Scripts are plain ``/bin/sh``; the host needs Python with farmhand (``python`` in the
+lb table, default the controller's own interpreter path), keepalived and iproute2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shlex
+import sys
+from dataclasses import dataclass, replace
+from typing import Any
+
+import asyncssh
+
+from farmhand.drivers.ssh_session import Completed, Runner, SshSession, SshTimeouts
+from farmhand.errors import FarmhandError, LbError
+from farmhand.lb import keepalived_config as kc
+from farmhand.lb.settings import EngineSettings
+from farmhand.spec.models import HostSpec
+
+TIMEOUTS = SshTimeouts(connect=5.0, call=10.0, keepalive_interval=2.0, keepalive_count=2,
+                       backoff_initial=0.5, backoff_max=5.0)
+"""Shorter than the node driver's: a member that does not answer is worked around, not waited for."""
+START_TIMEOUT = 30.0
+CALL_TIMEOUT = 3.0
+KEEPALIVED = "keepalived"
+NOT_ROOT = 64
+
+
+class MemberSession(SshSession):
+    """The member host's connection, plus calls to a Unix socket on the host."""
+
+    async def unix_call(self, path: str, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """One JSON-line request to the engine's control socket through the connection."""
+        try:
+            async with asyncio.timeout(timeout):
+                connection = await self._connected()
+                reader, writer = await connection.open_unix_connection(path)
+                try:
+                    writer.write(json.dumps(request).encode() + b"\n")
+                    line = await reader.readline()
+                finally:
+                    writer.close()
+        except TimeoutError:
+            raise LbError(f"host {self.host}: no answer from {path} within {timeout:g}s") from None
+        except (asyncssh.Error, OSError) as error:
+            raise LbError(f"host {self.host}: cannot reach {path}: {error}") from None
+        if not line:
+            raise LbError(f"host {self.host}: {path} closed without answering {request.get('op')!r}")
+        answer: dict[str, Any] = json.loads(line)
+        if not answer.get("ok"):
+            raise LbError(f"host {self.host}: {request.get('op')!r} failed: {answer.get('error')}")
+        answer.pop("ok", None)
+        return answer
+
+
+@dataclass(frozen=True)
+class MemberPlan:
+    """What one member runs: the engine's settings and keepalived's, host paths to be filled."""
+
+    role: str
+    host: str
+    index: int
+    vip: str
+    vrrp_id: int
+    preempt: bool
+    interface: str | None
+    python: str
+    settings: EngineSettings
+
+
+async def _no_prepare(run: Runner) -> None:
+    return None
+
+
+class PlacedMember:
+    """The handle of one member; every method raises ``FarmhandError`` naming the host."""
+
+    def __init__(self, plan: MemberPlan, host: HostSpec, farm_id: str) -> None:
+        self.plan = plan
+        self.host = plan.host
+        self.session = MemberSession(plan.host, host, TIMEOUTS, _no_prepare)
+        base = host.base_dir or f"~/.farmhand/{farm_id}"
+        self._base = base
+        self.dir: str | None = None
+        """The member's folder on the host, absolute, once connected."""
+        self.interface: str | None = plan.interface
+
+    def __repr__(self) -> str:
+        return f"<PlacedMember {self.plan.role}@{self.host} {self.session!r}>"
+
+    def _path(self, name: str) -> str:
+        assert self.dir is not None
+        return f"{self.dir}/{name}"
+
+    async def _sh(self, script: str, timeout: float = CALL_TIMEOUT * 3, input: bytes | None = None) -> Completed:
+        return await self.session.run("exec /bin/sh -c " + shlex.quote(script), timeout=timeout, input=input)
+
+    async def prepare(self) -> None:
+        """Make the member's folder; check root; learn the interface on the vip's network."""
+        if self.dir is not None and self.session.connected:
+            return
+        base = self._base
+        base_expr = '"$HOME"/' + shlex.quote(base[2:]) if base.startswith("~/") else shlex.quote(base)
+        vip = kc_vip_address(self.plan.vip)
+        script = (
+            f'[ "$(id -u)" = 0 ] || exit {NOT_ROOT}\n'
+            f"d={base_expr}/lb/{shlex.quote(self.plan.role)} && mkdir -p \"$d\" && cd \"$d\" && pwd\n"
+            f"ip -o -4 route get {shlex.quote(vip)} 2>/dev/null | head -n1\n"
+        )
+        result = await self._sh(script)
+        if result.exit_status == NOT_ROOT:
+            raise LbError(f"host {self.host}: keepalived needs root to move the address: set user = \"root\" in [hosts.{self.host}]")
+        if result.exit_status != 0:
+            raise LbError(f"host {self.host}: cannot prepare the balancer's folder: {_text(result)}")
+        lines = result.stdout.decode(errors="replace").splitlines()
+        self.dir = lines[0].strip()
+        if self.interface is None:
+            words = lines[1].split() if len(lines) > 1 else []
+            if "dev" not in words:
+                raise LbError(f"host {self.host}: no interface reaches {vip}; set interface = \"...\" in the lb table")
+            self.interface = words[words.index("dev") + 1]
+
+    # -- the engine ---------------------------------------------------------------------------
+
+    async def call(self, request: dict[str, Any], timeout: float = CALL_TIMEOUT) -> dict[str, Any]:
+        await self.prepare()
+        return await self.session.unix_call(self._path("control.sock"), request, timeout)
+
+    async def ensure_engine(self) -> bool:
+        """Start the engine on the host, or adopt it (True) when it runs with these settings."""
+        await self.prepare()
+        settings = self.plan.settings
+        with contextlib.suppress(FarmhandError):
+            answer = await self.call({"op": "ping"})
+            if list(answer.get("restart_key", [])) == list(settings.restart_key()):
+                if answer.get("fingerprint") != settings.fingerprint():
+                    await self.call({"op": "configure", "settings": settings.to_json()})
+                return True
+            await self.stop_engine()
+        data = json.dumps(settings.to_json(), indent=2).encode()
+        engine_json = self._path("engine.json")
+        script = (
+            f"cat > {shlex.quote(engine_json)}.tmp && mv {shlex.quote(engine_json)}.tmp {shlex.quote(engine_json)} && "
+            f"exec {shlex.quote(self.plan.python)} -m farmhand.lb.engine {shlex.quote(engine_json)}"
+        )
+        result = await self._sh(script, timeout=START_TIMEOUT, input=data)
+        if result.exit_status != 0:
+            raise LbError(f"host {self.host}: the load balancer did not start: {_text(result)} "
+                          f"(engine log: {self._path('engine.log')} on {self.host})")
+        return False
+
+    async def stop_engine(self) -> None:
+        with contextlib.suppress(FarmhandError):
+            await self.call({"op": "stop", "grace": min(self.plan.settings.drain_timeout, 10.0)})
+        await self._sh(_kill_script(self._path("engine.pid"), wait=15))
+
+    # -- keepalived and the watcher -----------------------------------------------------------
+
+    def member_config(self) -> kc.MemberConfig:
+        assert self.interface is not None
+        return kc.MemberConfig(
+            role=self.plan.role, host=self.host, index=self.plan.index, vip=self.plan.vip,
+            interface=self.interface, vrrp_id=self.plan.vrrp_id, check_port=self.plan.settings.listen_port,
+            check_script=self._path("check"), notify_script=self._path("notify"),
+            state_file=self._path("states"), track_file=self._path("alive"), preempt=self.plan.preempt,
+        )
+
+    async def ensure_keepalived(self) -> None:
+        """Write keepalived's files; start it and the watcher if they do not run; reload it
+        (SIGHUP) when its configuration changed."""
+        await self.prepare()
+        config = self.member_config()
+        files = {
+            "check": (kc.check_script(config.check_port), 0o755),
+            "notify": (kc.notify_script(config.state_file), 0o755),
+            "keepalived.conf": (kc.keepalived_conf(config), 0o644),
+        }
+        q = shlex.quote
+        lines = [f"cd {q(self.dir or '.')}", "changed=0"]
+        for name, (text, mode) in files.items():
+            lines.append(f"cat > {name}.new <<'FARMHAND_EOF'\n{text}FARMHAND_EOF")
+            lines.append(f"chmod {mode:o} {name}.new")
+            lines.append(f"if cmp -s {name}.new {name}; then rm -f {name}.new; else mv {name}.new {name}; changed=1; fi")
+        python = q(self.plan.python)
+        lines += [
+            f"setsid -f {python} -m farmhand.lb.pair_watch {q(self._path('control.sock'))} {q(self._path('alive'))} "
+            ">>watch.log 2>&1 </dev/null",
+            'pid=$(cat keepalived.pid 2>/dev/null)',
+            'if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then',
+            '  [ "$changed" = 1 ] && kill -HUP "$pid"',
+            "else",
+            f"  setsid -f {KEEPALIVED} -n -l -D -G -P -f \"$PWD/keepalived.conf\" -p \"$PWD/keepalived.pid\" "
+            "-r \"$PWD/vrrp.pid\" >>keepalived.log 2>&1 </dev/null",
+            "fi",
+            "exit 0",
+        ]
+        result = await self._sh("\n".join(lines))
+        if result.exit_status != 0:
+            raise LbError(f"host {self.host}: cannot start keepalived: {_text(result)}")
+
+    async def transitions(self, lines: int = 50) -> list[kc.Transition]:
+        """keepalived's last transitions on this member, oldest first."""
+        await self.prepare()
+        result = await self._sh(f"tail -n {int(lines)} {shlex.quote(self._path('states'))} 2>/dev/null; exit 0",
+                                timeout=CALL_TIMEOUT)
+        return kc.parse_states(result.stdout.decode(errors="replace"))
+
+    async def stop(self) -> None:
+        """Stop keepalived (it drops the address), the watcher and the engine."""
+        await self.prepare()
+        await self._sh(_kill_script(self._path("keepalived.pid"), wait=10) + "\n"
+                       + _kill_script(self._path("watch.pid"), wait=5))
+        await self.stop_engine()
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+def kc_vip_address(vip: str) -> str:
+    return vip.split("/", 1)[0]
+
+
+def _kill_script(pidfile: str, wait: int) -> str:
+    """TERM the process in ``pidfile``, wait up to ``wait`` s, then KILL it; fine if gone."""
+    q = shlex.quote(pidfile)
+    return (
+        f'pid=$(cat {q} 2>/dev/null | head -n1); '
+        f'if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill "$pid"; i=0; '
+        f'while kill -0 "$pid" 2>/dev/null && [ $i -lt {wait * 10} ]; do sleep 0.1; i=$((i+1)); done; '
+        f'kill -9 "$pid" 2>/dev/null; fi; true'
+    )
+
+
+def plan_members(role: str, settings: EngineSettings, *, hosts: tuple[str, ...], vip: str, vrrp_id: int,
+                 preempt: bool, interface: str | None, python: str | None) -> list[MemberPlan]:
+    """One plan per member: the engines listen on the wildcard address at the listener's port,
+    so a backup is ready to serve the moment the address arrives (no ``ip_nonlocal_bind``)."""
+    member_settings = replace(settings, listen_host="0.0.0.0")
+    return [MemberPlan(role=role, host=host, index=index, vip=vip, vrrp_id=vrrp_id, preempt=preempt,
+                       interface=interface, python=python or sys.executable, settings=member_settings)
+            for index, host in enumerate(hosts)]
+
+
+def _text(result: Completed) -> str:
+    text = (result.stderr or result.stdout).decode(errors="replace").strip()
+    return text or f"exit status {result.exit_status}"
