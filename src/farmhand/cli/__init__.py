@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from farmhand import __version__
-from farmhand.cli import change, deploy, fleet, fleet_cssh, fleet_shell, run, watch
+from farmhand.cli import change, deploy, fleet, fleet_assets, fleet_cssh, fleet_shell, run, watch
 from farmhand.cli.common import FARM_ENV, FARM_HELP, remember_farm_option
 from farmhand.errors import FarmhandError, SpecError
 
@@ -55,4 +55,5 @@ for command in (fleet.nodeset, fleet.exec_, fleet.sync, fleet.rollback):
     cli.add_command(command)
 cli.add_command(fleet_shell.shell)
 cli.add_command(fleet_cssh.cssh)
+cli.add_command(fleet_assets.assets)
 cli.add_command(deploy.deploy)
