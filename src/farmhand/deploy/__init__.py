@@ -72,9 +72,3 @@ class Deploys:
             raise RequestError(f"role {role_name} has not been deployed since the controller started", "role", 404)
         report: dict[str, Any] = deployer.report.to_json()
         return report
-
-    async def close(self) -> None:
-        """Stop following deploys (the controller is going away)."""
-        for task in self._tasks.values():
-            task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)

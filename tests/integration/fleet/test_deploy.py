@@ -107,6 +107,12 @@ def test_deploy_under_traffic_then_a_failing_release_rolls_back(make_farm: Calla
     farm.up()
     farm.wait_ready("web", 3, timeout=60)
     assert {release for _, release in _served(listen)} == {"v1"}
+    v1_links = {h: _current(run, h) for h in hosts}
+
+    _release(source, "v2")
+    dry = farm.cli("deploy", "web", "--dry-run")
+    assert "release.txt" in dry.stdout and "nodes to replace, in order: web-1, web-2, web-3" in dry.stdout, dry.stdout
+    assert {h: _current(run, h) for h in hosts} == v1_links, "a dry run changes nothing"
 
     with Traffic(f"http://{listen}/", threads=2) as traffic:
         traffic.wait_for_requests(30)
@@ -147,3 +153,27 @@ def test_deploy_under_traffic_then_a_failing_release_rolls_back(make_farm: Calla
     for kind in ("deploy.started", "deploy.synced", "deploy.moved", "deploy.done", "deploy.failed",
                  "deploy.rollback", "deploy.moved_back", "deploy.rolled_back"):
         assert kind in kinds, kind
+
+
+def test_a_host_whose_after_fails_stops_the_deploy_before_any_node_moves(make_farm: Callable[..., Farm],
+                                                                          testhosts: Any, source: Path) -> None:
+    run = testhosts(2)
+    hosts = [h.name for h in run.hosts]
+    listen = f"127.0.0.1:{free_port()}"
+    dest = f"{run.dir}/{{host}}/base/web"
+    failing = run.host("h2").address
+    after = f'case "$SSH_CONNECTION" in *" {failing} "*) echo cache clear failed; exit 7;; esac'
+    farm = make_farm(_farm_toml(run, source, dest, listen).replace("keep = 3", f"keep = 3\nafter = '{after}'"))
+    _release(source, "v1")
+    farm.cli("sync", "h[1-2]", str(source), dest)
+    farm.up()
+    before = {n["id"] for n in farm.wait_ready("web", 3, timeout=60)}
+    v1_links = {h: _current(run, h) for h in hosts}
+
+    _release(source, "v2")
+    failed = farm.cli("deploy", "web", check=False, timeout=300)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "h2: after failed (exit 7)" in failed.stderr and "no node was moved" in failed.stderr, failed.stderr
+    assert {h: _current(run, h) for h in hosts} == v1_links, "h1 switched back, h2 never switched"
+    assert {n["id"] for n in farm.nodes("web")} == before, "no node was replaced"
+    assert {release for _, release in _served(listen)} == {"v1"}
