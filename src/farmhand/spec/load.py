@@ -17,8 +17,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from farmhand.errors import SpecError, SpecProblem
-from farmhand.spec.lbpair import pair_problems
 from farmhand.spec.deploy import release_workdir
+from farmhand.spec.lbpair import pair_problems
 from farmhand.spec.locate import locate_key
 from farmhand.spec.models import FarmSpec, split_host_port
 
