@@ -225,14 +225,19 @@ def _print_results(results: list[HostResult], as_json: bool) -> int:
 @click.option("-f", "--fanout", default=64, show_default=True, type=click.IntRange(1, 1024))
 @click.option("-t", "--connect-timeout", default="10s", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--progress/--no-progress", default=None,
+              help="One progress bar for all hosts together (default: when stdout is a terminal).")
 @farm_option
 @click.pass_context
 def sync(ctx: click.Context, target: str, source: str, dest: str, delete: bool, dry_run: bool,
          excludes: tuple[str, ...], after: str | None, keep: int, fanout: int, connect_timeout: str,
-         as_json: bool) -> int:
+         as_json: bool, progress: bool | None) -> int:
     """Send SOURCE's contents to DEST/releases/<time> on every host of TARGET, then switch
-    DEST/current to it (one atomic rename per host); the last --keep releases stay."""
-    from farmhand.fleet import direct, targets
+    DEST/current to it (one atomic rename per host); the last --keep releases stay.
+
+    On a terminal one progress bar follows all hosts together (files checked of all the
+    hosts' file lists, bytes sent); a summary line says what was transferred."""
+    from farmhand.fleet import direct, gather, sync_progress, targets
     from farmhand.fleet import sync as syncing
     from farmhand.units import parse_duration
 
@@ -241,14 +246,61 @@ def sync(ctx: click.Context, target: str, source: str, dest: str, delete: bool, 
     options = syncing.SyncOptions(delete=delete, dry_run=dry_run, excludes=excludes, after=after, keep=keep,
                                   connect_timeout=parse_duration(connect_timeout), fanout=fanout)
     fleet = direct.direct_fleet(spec, hosts, options.connect_timeout)
+    tally = None if dry_run else sync_progress.Tally(hosts)
+    show_bar = tally is not None and not as_json and (sys.stdout.isatty() if progress is None else progress)
 
     async def go() -> list[HostResult]:
+        bar = asyncio.ensure_future(_progress_bar(tally, targets.fold(hosts))) if show_bar and tally else None
         try:
-            return await syncing.sync_all({h: spec.hosts[h] for h in hosts}, fleet.executors, source, dest, options)
+            return await syncing.sync_all({h: spec.hosts[h] for h in hosts}, fleet.executors, source, dest, options,
+                                          tally=tally)
         finally:
+            if bar is not None:
+                bar.cancel()
+                await asyncio.gather(bar, return_exceptions=True)
             await fleet.close()
 
-    return _print_results(asyncio.run(go()), as_json)
+    results = asyncio.run(go())
+    if tally is None:
+        return _print_results(results, as_json)
+    if as_json:
+        overall = tally.overall()
+        stats = [s for s in tally.finished.values() if s is not None]
+        totals = {"files": sum(s.files for s in stats), "bytes": sum(s.bytes for s in stats),
+                  "entries_checked": overall.checked}
+        status = gather.exit_status(results)
+        click.echo(json.dumps({"status": status, "transferred": totals, "results": [r.to_json() for r in results]}))
+        return status
+    status = _print_results(results, as_json)
+    click.echo(sync_progress.summary(tally.finished.values(), len(hosts)))
+    return status
+
+
+async def _progress_bar(tally: Any, what: str) -> None:
+    """One rich bar for the whole sync, redrawn from ``tally`` until cancelled (then drawn
+    once more, complete)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from farmhand.fleet.sync_progress import human_bytes
+
+    columns = (TextColumn("sync {task.description}"), BarColumn(), TextColumn("{task.fields[files]}"),
+               TextColumn("{task.fields[sent]}"), TextColumn("{task.fields[hosts]}"), TimeElapsedColumn())
+    with Progress(*columns, auto_refresh=False) as bar:
+        task = bar.add_task(what, total=None, files="", sent="", hosts="")
+
+        def draw() -> None:
+            now = tally.overall()
+            bar.update(task, total=now.entries, completed=now.checked,
+                       files=f"{now.checked}/{now.entries if now.entries is not None else '?'} files",
+                       sent=f"{human_bytes(now.bytes)} sent", hosts=f"{now.hosts_done}/{now.hosts} hosts done")
+            bar.refresh()
+
+        try:
+            while True:
+                draw()
+                await asyncio.sleep(0.1)
+        finally:
+            draw()
 
 
 @click.command()

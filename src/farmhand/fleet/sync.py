@@ -16,13 +16,14 @@ import os
 import shlex
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from farmhand.drivers.base import ExecResult
 from farmhand.errors import DriverError
 from farmhand.fleet import releases
+from farmhand.fleet import sync_progress as progress
 from farmhand.fleet.gather import UNREACHABLE, HostResult
 from farmhand.fleet.run import Executor
 from farmhand.spec.models import HostSpec
@@ -75,7 +76,8 @@ def ssh_command(spec: HostSpec, known_hosts: str, connect_timeout: float) -> lis
 
 def rsync_argv(source: str, target: str, options: SyncOptions, ssh: list[str] | None) -> list[str]:
     """rsync's argv: ``source``'s contents into ``target`` (a path, or user@host:path)."""
-    argv = ["rsync", "-a", "--no-inc-recursive", "--stats" if not options.dry_run else "--itemize-changes"]
+    argv = ["rsync", "-a", "--no-inc-recursive"]
+    argv += ["--itemize-changes"] if options.dry_run else ["--stats", "--info=progress2"]
     if options.delete:
         argv.append("--delete")
     if options.dry_run:
@@ -87,11 +89,29 @@ def rsync_argv(source: str, target: str, options: SyncOptions, ssh: list[str] | 
     return [*argv, source.rstrip("/") + "/", target]
 
 
-async def _rsync(argv: Sequence[str]) -> ExecResult:
+async def _rsync(argv: Sequence[str], on_progress: Callable[[progress.RsyncProgress], None] | None = None
+                 ) -> ExecResult:
+    """Run rsync; its ``--info=progress2`` updates go to ``on_progress`` as they come and are
+    left out of the answer's stdout (which keeps everything else, ``--stats`` included)."""
     process = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    stdout, stderr = await process.communicate()
-    return ExecResult(process.returncode or 0, stdout, stderr)
+    assert process.stdout is not None and process.stderr is not None
+    errors = asyncio.ensure_future(process.stderr.read())
+    kept: list[str] = []
+    pending = ""
+    while chunk := await process.stdout.read(65536):
+        lines, pending = progress.split_updates(pending + chunk.decode(errors="replace"))
+        for line in lines:
+            update = progress.parse_progress(line)
+            if update is None:
+                kept.append(line)
+            elif on_progress is not None:
+                on_progress(update)
+    if pending.strip():
+        kept.append(pending)
+    stderr = await errors
+    await process.wait()
+    return ExecResult(process.returncode or 0, "".join(f"{line}\n" for line in kept).encode(), stderr)
 
 
 def _remote_path(name: str, spec: HostSpec, path: str) -> str:
@@ -102,8 +122,9 @@ def _remote_path(name: str, spec: HostSpec, path: str) -> str:
 
 
 async def sync_host(name: str, spec: HostSpec, executor: Executor, source: str, dest: str, release: str,
-                    options: SyncOptions, config: SshConfig) -> HostResult:
-    """One host's sync; every failure becomes the host's result, never an exception."""
+                    options: SyncOptions, config: SshConfig, tally: progress.Tally | None = None) -> HostResult:
+    """One host's sync; every failure becomes the host's result, never an exception. Its
+    rsync's progress and end go into ``tally`` (one figure for the whole sync)."""
     started = time.monotonic()
     dest = dest.replace("{host}", name)
 
@@ -121,7 +142,10 @@ async def sync_host(name: str, spec: HostSpec, executor: Executor, source: str, 
         if prepared.exit_code:
             return done(prepared.exit_code, f"cannot make the release: {_text(prepared)}")
         folder = f"{dest.rstrip('/')}/releases/{release}/"
-        answer = await _rsync(rsync_argv(source, _remote_path(name, spec, folder), options, ssh))
+        on_progress = None if tally is None else (lambda update: tally.update(name, update))
+        answer = await _rsync(rsync_argv(source, _remote_path(name, spec, folder), options, ssh), on_progress)
+        if tally is not None:
+            tally.finish(name, progress.parse_stats(answer.stdout.decode(errors="replace")))
         if answer.exit_code:
             await executor.exec(releases.discard_script(dest, release), 60)
             return done(answer.exit_code, f"rsync failed, not switched: {_text(answer)}")
@@ -139,7 +163,10 @@ async def sync_host(name: str, spec: HostSpec, executor: Executor, source: str, 
 
 
 async def sync_all(hosts: Mapping[str, HostSpec], executors: Mapping[str, Executor], source: str, dest: str,
-                   options: SyncOptions, release: str | None = None) -> list[HostResult]:
+                   options: SyncOptions, release: str | None = None, *,
+                   tally: progress.Tally | None = None) -> list[HostResult]:
+    """Every host's sync at once (``fanout`` at most); ``tally``, when given, follows every
+    host's rsync for one progress figure (a host that ends before its rsync counts as done)."""
     if not Path(source).is_dir():
         raise DriverError("local", f"{source} is not a folder: sync sends a folder's contents")
     release = release or releases.release_name()
@@ -148,7 +175,11 @@ async def sync_all(hosts: Mapping[str, HostSpec], executors: Mapping[str, Execut
 
     async def one(name: str) -> HostResult:
         async with slots:
-            return await sync_host(name, hosts[name], executors[name], source, dest, release, options, config)
+            result = await sync_host(name, hosts[name], executors[name], source, dest, release, options, config,
+                                     tally)
+        if tally is not None and name not in tally.finished:
+            tally.finish(name, None)
+        return result
 
     try:
         return list(await asyncio.gather(*(one(name) for name in hosts)))
