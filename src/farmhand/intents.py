@@ -58,6 +58,7 @@ async def status(ctl: Controller, nodes: str = "auto", host: str | None = None,
     roles = ctl.role_states()
     plane_stats = await ctl.plane_stats()
     certificates = ctl.certificates()
+    tls_failures = _tls_failures(ctl, spec.roles)
     by_role: dict[str, list[NodeRecord]] = {name: [] for name in spec.roles}
     per_host: dict[str, dict[str, int]] = {name: {} for name in spec.hosts}
     for node in records:
@@ -71,7 +72,7 @@ async def status(ctl: Controller, nodes: str = "auto", host: str | None = None,
         listed = [n for n in listed if n.state != NodeState.RUNNING or _health(ctl, n) != Health.HEALTHY]
     shown = [_node_row(ctl, node, now) for node in listed]
     role_rows = [_role_row(ctl, name, role, by_role.get(name, []), roles.get(name, RoleState(name)),
-                           plane_stats.get(name), now) | {"tls": _tls_row(certificates.get(name))}
+                           plane_stats.get(name), now) | {"tls": _tls_row(certificates.get(name), tls_failures.get(name))}
                  for name, role in spec.roles.items()]
     host_rows = []
     for name, host_spec in spec.hosts.items():
@@ -118,12 +119,42 @@ def _role_row(ctl: Controller, name: str, role: RoleSpec, mine: list[NodeRecord]
     }
 
 
-def _tls_row(served: CertInfo | None) -> dict[str, Any] | None:
-    """The certificate a role's balancer serves: its names, issuer and expiry."""
+def _tls_row(served: CertInfo | None, failure: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The certificate a role's balancer serves: its names, issuer and expiry, and the last
+    failure to issue or load its next one (``_tls_failures``), if that is not behind it."""
     if served is None:
-        return None
+        return None if failure is None else {"names": [], "issuer": None, "not_before": None, "not_after": None,
+                                             "self_signed": False, "last_failure": failure}
     return {"names": list(served.names), "issuer": served.issuer, "not_before": served.not_before,
-            "not_after": served.not_after, "self_signed": served.self_signed}
+            "not_after": served.not_after, "self_signed": served.self_signed, "last_failure": failure}
+
+
+TLS_EVENTS_LOOKBACK = 200
+"""How many of the newest events ``_tls_failures`` reads."""
+
+
+def _tls_failures(ctl: Controller, roles: dict[str, RoleSpec]) -> dict[str, dict[str, Any]]:
+    """Each HTTPS role's certificate failure that still stands: its latest ``tls.*`` event
+    is a ``tls.failed`` (an ``issued`` or ``loaded`` one after it settles it), as
+    ``{"ts", "message"}`` with the ACME server's or the file's reason in the message.
+
+    Read from the newest events of this controller's run (its ``controller.started``
+    bounds the search): the certificate keeper retries a failure with backoff and says so
+    each time, so a standing failure is among them."""
+    wanting = {name for name, role in roles.items() if role.lb is not None and role.lb.tls is not None}
+    found: dict[str, dict[str, Any]] = {}
+    if not wanting:
+        return found
+    for event in reversed(ctl.events(0, TLS_EVENTS_LOOKBACK)):
+        if event.kind == "controller.started":
+            break
+        if event.role in wanting and event.kind.startswith("tls."):
+            wanting.discard(event.role)
+            if event.kind == "tls.failed":
+                found[event.role] = {"ts": event.ts, "message": event.message}
+            if not wanting:
+                break
+    return found
 
 
 def request_rate(role: RoleSpec, metrics: dict[str, float], stats: PlaneStats | None) -> float | None:
