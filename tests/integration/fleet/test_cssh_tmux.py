@@ -80,7 +80,10 @@ class Tmux:
         return self("display-message", "-p", "-t", self.session(), what).strip()
 
     def kill(self) -> None:
+        """The server and every pane's process gone, and its socket file removed."""
+        where = Path(os.environ.get("TMUX_TMPDIR", "/tmp")) / f"tmux-{os.getuid()}" / self.socket
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, env=self.env, timeout=30)
+        where.unlink(missing_ok=True)
 
 
 class Attached:
