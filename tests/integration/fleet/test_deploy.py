@@ -67,7 +67,7 @@ def _farm_toml(run: Any, source: Path, dest: str, listen: str) -> str:
         path = "/health"
         interval = "300ms"
         fall = 2
-        start_grace = "1s"
+        start_grace = "5s"  # a healthy new node must not be taken for a failing one on a busy machine
 
         [roles.web.deploy]
         source = "{source}"
