@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 
 import click
 
@@ -40,6 +41,9 @@ def cssh(ctx: click.Context, target: str, no_attach: bool, replace: bool, socket
     from farmhand.fleet import targets
     from farmhand.units import parse_duration
 
+    if not no_attach and not sys.stdin.isatty():
+        raise click.UsageError("farmhand cssh attaches to a terminal and this is none: --no-attach makes "
+                               "the session and prints how to attach")
     spec = _farm_spec(ctx)
     session = tmux.session_name(spec.name, str(_farm_file(ctx).resolve()))
     hosts = targets.hosts_of(target, targets.inventory_of(spec))
