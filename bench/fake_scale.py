@@ -13,7 +13,10 @@ second (answered by the fake driver without a socket). Phases:
    have restarted and every node serves again.
 
 Printed per phase: wall time, CPU time of this process (% of one core), ticks and their
-p50/p95/max durations, RSS. ``--profile`` runs cProfile over the named phases and prints the
+p50/p95/max durations (wall time), the CPU time this thread spent between a tick's start and
+its end (p50/p95: the tick's own work plus whatever other task the loop ran while the tick
+awaited; on a loaded machine it is the steadier figure), the process's CPU divided by the
+ticks (everything the controller did, health checks included, per tick), RSS. ``--profile`` runs cProfile over the named phases and prints the
 ``--top`` functions by own time and by cumulative time. The figures are for the next step
 (issue 12: cost that grows with change, not with size); the API and CLI are not exercised.
 """
@@ -62,12 +65,13 @@ def farm_toml(nodes: int, per_host: int) -> str:
 
 
 class Phase:
-    def __init__(self, name: str, ticks: list[float], profile: bool) -> None:
-        self.name, self.ticks, self.profile = name, ticks, profile
+    def __init__(self, name: str, ticks: list[float], tick_cpu: list[float], profile: bool) -> None:
+        self.name, self.ticks, self.tick_cpu, self.profile = name, ticks, tick_cpu, profile
         self.profiler = cProfile.Profile() if profile else None
 
     def __enter__(self) -> Phase:
         self.ticks.clear()
+        self.tick_cpu.clear()
         self.wall, self.cpu = time.perf_counter(), time.process_time()
         if self.profiler:
             self.profiler.enable()
@@ -80,9 +84,11 @@ class Phase:
         self.cpu = time.process_time() - self.cpu
 
     def report(self, top: int, extra: str = "") -> None:
-        ticks = sorted(self.ticks)
-        shown = (f"{len(ticks)} ticks, p50 {1000 * statistics.median(ticks):.1f} ms, "
-                 f"p95 {1000 * ticks[max(0, math.ceil(0.95 * len(ticks)) - 1)]:.1f} ms, max {1000 * ticks[-1]:.1f} ms"
+        ticks, cpu = sorted(self.ticks), sorted(self.tick_cpu)
+        shown = (f"{len(ticks)} ticks, wall p50 {1000 * statistics.median(ticks):.1f} ms, "
+                 f"p95 {1000 * _p95(ticks):.1f} ms, max {1000 * ticks[-1]:.1f} ms; "
+                 f"tick CPU p50 {1000 * statistics.median(cpu):.1f} ms, p95 {1000 * _p95(cpu):.1f} ms; "
+                 f"process CPU per tick {1000 * self.cpu / len(ticks):.1f} ms"
                  if ticks else "no tick")
         rss = psutil.Process().memory_info().rss >> 20
         print(f"{self.name}: {self.wall:.2f} s wall, CPU {100 * self.cpu / self.wall:.0f}% of a core; "
@@ -91,6 +97,10 @@ class Phase:
             for key in ("tottime", "cumulative"):
                 print(f"--- {self.name}: top {top} by {key}")
                 pstats.Stats(self.profiler, stream=sys.stdout).strip_dirs().sort_stats(key).print_stats(top)
+
+
+def _p95(values: list[float]) -> float:
+    return values[max(0, math.ceil(0.95 * len(values)) - 1)]
 
 
 async def wait(probe: Callable[[], bool], what: str, timeout: float = 600) -> None:
@@ -112,12 +122,14 @@ async def main(args: argparse.Namespace) -> None:
         ctl = Controller(load_farm(farm_file), farm_file, state, store)
         world = fake.world(state.farm_id)
         ticks: list[float] = []
+        tick_cpu: list[float] = []
         tick: Callable[[], Awaitable[None]] = ctl.tick
 
         async def timed_tick() -> None:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.thread_time()
             await tick()
             ticks.append(time.perf_counter() - started)
+            tick_cpu.append(time.thread_time() - cpu)
 
         ctl.tick = timed_tick  # type: ignore[method-assign]
 
@@ -125,18 +137,18 @@ async def main(args: argparse.Namespace) -> None:
             nodes = store.nodes()
             return len(nodes) == args.nodes and all(n.state == NodeState.RUNNING for n in nodes)
 
-        with Phase("converge", ticks, "converge" in profiled) as converge:
+        with Phase("converge", ticks, tick_cpu, "converge" in profiled) as converge:
             await ctl.start()
             run = asyncio.create_task(ctl.run())
             await wait(serving, f"{args.nodes} nodes running")
         converge.report(args.top, f"; {args.nodes / converge.wall:.0f} nodes/s placed and healthy")
 
-        with Phase("rest", ticks, "rest" in profiled) as rest:
+        with Phase("rest", ticks, tick_cpu, "rest" in profiled) as rest:
             await asyncio.sleep(args.rest)
         rest.report(args.top)
 
         victims = [n for n in store.nodes()][:: max(1, round(1 / args.storm))]
-        with Phase("storm", ticks, "storm" in profiled) as storm:
+        with Phase("storm", ticks, tick_cpu, "storm" in profiled) as storm:
             for node in victims:
                 world.crash(node.id)
             await wait(lambda: all((n := store.node(v.id)) is not None and n.restarts >= 1 for v in victims)

@@ -23,14 +23,16 @@ from farmhand.clock import Clock, WallClock
 from farmhand.controller.act import Actor
 from farmhand.controller.autoscaler import Autoscaler
 from farmhand.controller.context import FarmContext, HostState, HostStatus
+from farmhand.controller.decide.actions import Action
 from farmhand.controller.decide.autoscale import Decision
 from farmhand.controller.decide.health_state import CheckState
+from farmhand.controller.decide.observed import World
 from farmhand.controller.decide.passive import take_in
 from farmhand.controller.decide.reconcile import reconcile, wanted_count
 from farmhand.controller.decide.reload import describe_changes
 from farmhand.controller.events import EventLog
 from farmhand.controller.health import CheckTarget, HealthMonitor
-from farmhand.controller.observe import observe
+from farmhand.controller.observe import Observer
 from farmhand.controller.planes import DataPlanes
 from farmhand.dataplane import DataPlane, PlaneStats
 from farmhand.drivers import make_driver
@@ -61,9 +63,15 @@ class Controller:
         """When each stray process was first seen (see decide/passive.py)."""
         self._synced: tuple[int, int] = (-1, 0)
         """(store version, spec) when health targets were last synced."""
+        self._quiet_key: tuple[object, ...] | None = None
+        """What the last reconcile that decided nothing saw (see ``_reconcile``)."""
+        self._summary: tuple[tuple[int, int, bool], float, bool] = ((-1, 0, False), 0.0, False)
+        """(store version, spec, shutting down) -> the next tick's delay, and whether every
+        node is running (read each tick, computed when a node changed)."""
         self.planes = DataPlanes(state.path, clock.now, lambda kind, message, role: events.add(kind, message, role))
         self.planes.running = self.ctx.data_planes
         self.autoscaler = Autoscaler(self.ctx, self.autoscaled, self.wake, self.planes.stats)
+        self.observer = Observer(self.ctx, self.planes)
 
     def __repr__(self) -> str:
         return f"<Controller {self.ctx.spec.name} [hosts: {len(self.ctx.drivers)} | shutting down: {self.shutting_down}]>"
@@ -144,16 +152,15 @@ class Controller:
     async def tick(self) -> None:
         if not self.shutting_down:
             await self.autoscaler.tick()
-        world = await observe(self.ctx, self.planes, shutting_down=self.shutting_down,
-                              start_failures=self.actor.take_start_failures())
+        world = await self.observer.observe(shutting_down=self.shutting_down,
+                                            start_failures=self.actor.take_start_failures())
         if any(role.autoscale is not None and role.autoscale.victims == "least-loaded"
                for role in self.spec.roles.values()):
             world = dataclasses.replace(world, load=self.autoscaler.node_load())  # read per node: only when used
         # two phases: take in what was observed (adoptions, strays), then decide the rest
         passive, self._strays = take_in(world, self._strays)
         await self.actor.run(passive)
-        actions = reconcile(self.spec, self.ctx.store.nodes(), self.ctx.store.roles(), world)
-        await self.actor.run(actions)
+        await self.actor.run(self._reconcile(world))
         if not self.shutting_down:
             await self.planes.ensure(self.spec)
             self.planes.watch()
@@ -364,14 +371,34 @@ class Controller:
 
     # internals ---------------------------------------------------------------------------
 
+    def _reconcile(self, world: World) -> list[Action]:
+        """``reconcile``'s actions, without calling it when its answer is known: the last call
+        decided nothing, and nothing it reads has changed since but the time, at a moment
+        when time alone decides nothing (every node running, no role counting failures)."""
+        store = self.ctx.store
+        roles = store.roles()
+        key = (store.version, id(self.spec), world.shutting_down, world.has_lb, world.load)
+        if (key == self._quiet_key and self.observer.unchanged and self._settled()[1]
+                and not any(state.failures for state in roles.values())):
+            return []
+        actions = reconcile(self.spec, store.nodes(), roles, world)
+        self._quiet_key = key if not actions else None
+        return actions
+
+    def _settled(self) -> tuple[float, bool]:
+        """The next tick's delay and whether every node runs, kept while no node changed."""
+        key = (self.ctx.store.version, id(self.spec), self.shutting_down)
+        if self._summary[0] != key:
+            nodes = self.ctx.store.nodes()
+            unchecked = {name for name, role in self.spec.roles.items() if not role.health}
+            busy = self.shutting_down or any(
+                n.state in TRANSITIONS or (n.state == NodeState.STARTING and n.role in unchecked) for n in nodes)
+            delay = FAST_TICK if busy else self.spec.farm.tick
+            self._summary = (key, delay, all(n.state == NodeState.RUNNING for n in nodes))
+        return self._summary[1], self._summary[2]
+
     def _next_tick_in(self) -> float:
-        nodes = self.ctx.store.nodes()
-        if self.shutting_down or any(n.state in TRANSITIONS for n in nodes):
-            return FAST_TICK
-        if any(n.state == NodeState.STARTING and self.spec.roles.get(n.role) and not self.spec.roles[n.role].health
-               for n in nodes):
-            return FAST_TICK
-        return self.spec.farm.tick
+        return self._settled()[0]
 
     def _make_drivers(self, spec: FarmSpec, current: dict[str, Driver]) -> dict[str, Driver]:
         """The drivers ``spec`` needs, keeping the ``current`` ones whose host table is
@@ -395,18 +422,28 @@ class Controller:
         return drivers
 
     def _sync_health(self) -> None:
-        targets = {}
-        for node in self.ctx.store.nodes():
-            role = self.spec.roles.get(node.role)
-            driver = self.ctx.drivers.get(node.host)
-            if (role is None or role.health is None or driver is None or node.pid is None
-                    or node.state not in (NodeState.STARTING, NodeState.RUNNING)):
-                continue
-            command = None
-            if role.health.command:
-                command = role.health.command.format(port=node.port or "", node=node.id, role=node.role,
-                                                     host=driver.address)
-            targets[node.id] = CheckTarget(node.id, node.pid, driver.address, node.port, role.health,
-                                           node.started_at or self.ctx.clock.now(), driver, command)
-        self.ctx.health.sync(targets)
+        """Health targets for the nodes written since the last sync (all of them after a
+        reload, or when the store cannot say which)."""
+        store = self.ctx.store
+        version, spec = self._synced
+        changes = store.changed_since(version) if spec == id(self.spec) else None
+        if changes is None:
+            targets = {node.id: target for node in store.nodes() if (target := self._health_target(node)) is not None}
+            self.ctx.health.sync(targets)
+        else:
+            self.ctx.health.update({node_id: self._health_target(store.node(node_id)) for node_id, _ in changes})
 
+    def _health_target(self, node: NodeRecord | None) -> CheckTarget | None:
+        if node is None:
+            return None
+        role = self.spec.roles.get(node.role)
+        driver = self.ctx.drivers.get(node.host)
+        if (role is None or role.health is None or driver is None or node.pid is None
+                or node.state not in (NodeState.STARTING, NodeState.RUNNING)):
+            return None
+        command = None
+        if role.health.command:
+            command = role.health.command.format(port=node.port or "", node=node.id, role=node.role,
+                                                 host=driver.address)
+        return CheckTarget(node.id, node.pid, driver.address, node.port, role.health,
+                           node.started_at or self.ctx.clock.now(), driver, command)

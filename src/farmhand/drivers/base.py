@@ -143,8 +143,18 @@ class Driver(abc.ABC):
     async def close(self) -> None:  # noqa: B027 - optional for drivers that hold nothing
         """Release connections; nodes keep running."""
 
+    simulated = False
+    """True for a driver whose nodes live in memory (``simulated_health`` answers every check
+    of them): the health monitor then checks them all from one timer, not a task per node."""
+
     def simulated_health(self, node_id: str) -> tuple[bool, str] | None:
         """A simulated node's health check answer, ``(ok, detail)``; ``None`` (every real
         driver) means "check it for real" over the network. The fake driver answers here so
         thousands of simulated nodes cost no socket."""
+        return None
+
+    def listing_mark(self) -> object | None:
+        """A value that changes whenever ``list()`` could answer differently, so a controller
+        may keep the last listing while it is the same; ``None`` (the default, every real
+        driver) means "unknown: list again"."""
         return None

@@ -101,6 +101,8 @@ class FakeHost:
     next_port: int = PORTS.start
     next_crash: float = math.inf
     """The earliest drawn crash among live nodes: most calls need not look at every node."""
+    changes: int = 0
+    """Grows whenever what ``list`` answers changes (a node started, ended or reported gone)."""
 
     def __post_init__(self) -> None:
         self.reseed()
@@ -112,6 +114,7 @@ class FakeHost:
 
     def add(self, node: FakeNode) -> None:
         self.nodes[node.node_id] = node
+        self.changes += 1
         self.next_crash = min(self.next_crash, node.crash_at)
 
     def settle(self) -> None:
@@ -128,6 +131,7 @@ class FakeHost:
 
     def end(self, node: FakeNode, exit_code: int, why: str) -> None:
         node.alive, node.exit_code = False, exit_code
+        self.changes += 1
         self.say(node.node_id, f"{why}; exit code {exit_code}")
 
     def say(self, node_id: str, line: str) -> None:
@@ -224,6 +228,7 @@ class FakeDriver(Driver):
     """A driver whose host is a ``FakeHost`` of the farm's world (see the module docstring)."""
 
     kind = "fake"
+    simulated = True
 
     def __init__(self, name: str, spec: HostSpec, state_dir: Path, farm_id: str) -> None:
         self.name = name
@@ -273,7 +278,17 @@ class FakeDriver(Driver):
         for node_id, node in list(host.nodes.items()):
             if not node.alive:
                 del host.nodes[node_id]  # a dead node is reported once
+                host.changes += 1
         return listed
+
+    def listing_mark(self) -> object | None:
+        """The host's change count: ``list`` answers the same while it stays (a host that is
+        cut off says None, so it is asked, and fails, every time)."""
+        host = self.host
+        if host.cut_off:
+            return None
+        host.settle()
+        return host.changes
 
     async def node_metrics(self, nodes: builtins.list[RunningNode]) -> dict[str, NodeMetrics]:
         host = self.host

@@ -50,5 +50,10 @@ class Store(abc.ABC):
     def batch(self) -> AbstractContextManager[None]:
         """Group the writes made inside into one transaction (a tick's actions)."""
 
+    def changed_since(self, version: int) -> list[tuple[str, str]] | None:
+        """``(node id, host)`` of every node written or deleted after ``version`` (repeats
+        possible), or None when the store cannot say (the reader then rereads every node)."""
+        return None
+
     @abc.abstractmethod
     def close(self) -> None: ...

@@ -7,11 +7,13 @@ each takes well under a millisecond, cheaper than a hop to a thread.
 
 Nodes and roles are also kept in memory, written through: the controller is the only writer
 of its farm's database, so reads (several per tick, each over every node) cost no query and
-no row conversion, and a tick at rest touches the file not at all.
+no row conversion, and a tick at rest touches the file not at all. A short log of which nodes
+changed (``changed_since``) lets readers redo their work for those nodes only.
 """
 
 from __future__ import annotations
 
+import bisect
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,6 +46,9 @@ ROLE_COLUMNS = ("name", "wanted", "failures", "backoff_until", "failed_at", "wan
 ADDED_COLUMNS = {"roles": {"failed_at": "REAL NOT NULL DEFAULT 0", "wanted_by": "TEXT NOT NULL DEFAULT 'file'",
                            "file_bounds": "TEXT NOT NULL DEFAULT ''"}}
 """Columns newer than the first schema: a farm's existing database gets them on open."""
+CHANGE_LOG_MIN = 4096
+"""The change log keeps at least this many entries (and twice the node count) before it
+forgets its oldest half."""
 NODE_COLUMNS = ("id", "role", "host", "state", "fingerprint", "created_at", "state_since", "port",
                 "pid", "started_at", "restarts", "mark", "on_stop", "killed", "reason", "move_to")
 
@@ -67,6 +72,10 @@ class SqliteStore(Store):
         self._order: list[str] | None = None
         """Node ids by role, then age: rebuilt only when a node comes, goes or changes role."""
         self._batch_depth = 0
+        self._log_versions: list[int] = []
+        self._log_nodes: list[tuple[str, str]] = []
+        self._log_floor = 0
+        """Every change after this version is in the log."""
 
     def _add_missing_columns(self) -> None:
         for table, columns in ADDED_COLUMNS.items():
@@ -113,14 +122,30 @@ class SqliteStore(Store):
         previous = self._nodes.get(node.id)
         self._nodes[node.id] = node
         self.version += 1
+        self._logged(node.id, node.host)
         if previous is None or (previous.role, previous.created_at) != (node.role, node.created_at):
             self._order = None
 
     def delete_node(self, node_id: str) -> None:
         self._db.execute("DELETE FROM nodes WHERE id = ?", (node_id,))
-        if self._nodes.pop(node_id, None) is not None:
+        gone = self._nodes.pop(node_id, None)
+        if gone is not None:
             self._order = None
             self.version += 1
+            self._logged(node_id, gone.host)
+
+    def changed_since(self, version: int) -> list[tuple[str, str]] | None:
+        if version < self._log_floor:
+            return None
+        return self._log_nodes[bisect.bisect_right(self._log_versions, version):]
+
+    def _logged(self, node_id: str, host: str) -> None:
+        self._log_versions.append(self.version)
+        self._log_nodes.append((node_id, host))
+        if len(self._log_versions) > max(CHANGE_LOG_MIN, 2 * len(self._nodes)):
+            half = len(self._log_versions) // 2
+            self._log_floor = self._log_versions[half - 1]
+            del self._log_versions[:half], self._log_nodes[:half]
 
     def roles(self) -> dict[str, RoleState]:
         return dict(self._roles)
