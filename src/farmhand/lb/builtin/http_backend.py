@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import httptools
 
 from farmhand.lb.builtin.context import Context
-from farmhand.lb.builtin.messages import with_header_line
+from farmhand.lb.builtin.messages import closing_response, with_header_line
 from farmhand.lb.builtin.retry import Failure, failure_of
 from farmhand.lb.builtin.table import READY, Slot
 
@@ -153,8 +153,8 @@ class BackendSide(asyncio.Protocol):
         self.stamp = self.ctx.tick
         got = self.got
         self.got = got + len(data)
-        if got == 0 and client.tls and self.ctx.hsts is not None:
-            client.transport.write(with_header_line(data, self.ctx.hsts))
+        if got == 0 and (client.held_open or client.tls and self.ctx.hsts is not None):
+            client.transport.write(first_bytes(data, client.held_open, self.ctx.hsts if client.tls else None))
         else:
             client.transport.write(data)
         if self.tunnel:
@@ -214,3 +214,11 @@ class BackendSide(asyncio.Protocol):
             client.response_done(self, True)
         else:
             client._abort_exchange(None)
+
+
+def first_bytes(data: bytes, closing: bool, hsts: bytes | None) -> bytes:
+    """A response's first bytes as the client gets them: ``Connection: close`` for a client
+    whose request was its last (``ClientSide.held_open``), HSTS on the HTTPS listener."""
+    if closing:
+        data = closing_response(data)
+    return data if hsts is None else with_header_line(data, hsts)

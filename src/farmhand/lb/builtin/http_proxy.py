@@ -57,7 +57,7 @@ class ClientSide(asyncio.Protocol):
         "ctx", "transport", "parser", "xff", "key", "buf", "begun", "head_seen", "done",
         "keep_alive", "method", "upgrade", "out", "req_bytes", "backend", "tried", "attempts",
         "t0", "stamp", "pending", "in_flight", "waiting_since", "tunnel", "closed", "fresh_retry",
-        "head_at", "tls",
+        "head_at", "tls", "held_open",
     )
 
     def __init__(self, ctx: Context) -> None:
@@ -86,6 +86,9 @@ class ClientSide(asyncio.Protocol):
         self.closed = False
         self.xff = b""
         self.tls = False
+        self.held_open = False
+        """This request is the client's last but its head asked the backend to stay open
+        (``messages.backend_keep_open``): the backend connection goes back to the pool."""
         self.key = 0
         self.head_at = ctx.tick
         """Tick at which the head being awaited began (accept, or its first byte after an
@@ -177,6 +180,11 @@ class ClientSide(asyncio.Protocol):
         if front is not None and not self.tls and (answer := front(head)) is not None:
             self._reply_and_close(answer)
             return
+        if not self.keep_alive and not self.upgrade:
+            head = messages.backend_keep_open(head, lower)
+            self.held_open = True
+        else:
+            self.held_open = False
         if _XFP in lower:
             head = messages.rewrite_head(head, b"")
         self.out = b"".join((head, self.xff, buf[end:]))
@@ -295,15 +303,15 @@ class ClientSide(asyncio.Protocol):
         slot.bytes_in += self.req_bytes
         slot.bytes_out += backend.got
         slot.hist[bucket_of(_perf() - self.t0)] += 1
-        # The request's own "Connection: close" (or HTTP/1.0) went to the backend too, which
-        # will close this connection even if its answer did not say so: never pool it.
-        keep = backend.keep and not closing and not self.upgrade and self.keep_alive
-        backend.release(keep and slot.state == READY)
+        # A closing client's request went to the backend asking it to stay open
+        # (``held_open``); any other "Connection: close" reached it as sent: never pool that.
+        pooled = backend.keep and not closing and not self.upgrade and (self.keep_alive or self.held_open)
+        backend.release(pooled and slot.state == READY)
         self.backend = None
         self.in_flight = False
         self.out = None
         self.tried = None
-        if not keep:
+        if not (pooled and self.keep_alive):
             self.transport.close()
             return
         self.head_seen = False

@@ -250,3 +250,50 @@ def header_value(head: bytes, name: bytes) -> bytes | None:
 
 
 NOT_FOUND = canned(404, "Not Found", "no such ACME challenge")
+
+
+_KEEP_OPEN_1_0 = b"\r\nConnection: keep-alive"
+_CLOSE_LINE = b"Connection: close\r\n"
+
+
+def backend_keep_open(head: bytes, lower: bytes) -> bytes:
+    """A closing client's request head (``Connection: close``, or HTTP/1.0 without
+    keep-alive) as it goes to a pooled backend connection: its Connection lines dropped (they
+    are hop-by-hop: they speak of the client's connection, not ours) and, for HTTP/1.0,
+    ``Connection: keep-alive`` asked for.
+
+    Why: a closing client costs a new TLS handshake already; it should not cost a new
+    backend connection too. HAProxy keeps its server connections across such requests, and
+    a proxy that opens one per request pays a connect, an accept and a close each time
+    (``head`` ends just before its final CRLF CRLF, as in ``rewrite_head``)."""
+    if b"connection" in lower:
+        head = drop_header(head, lower, b"connection")
+    line_end = head.find(b"\r\n")
+    request_line = head if line_end < 0 else head[:line_end]
+    if request_line.endswith(b"HTTP/1.0"):
+        head += _KEEP_OPEN_1_0
+    return head
+
+
+def closing_response(data: bytes) -> bytes:
+    """A response's first bytes as its closing client gets them: the backend's Connection
+    lines (a ``keep-alive`` it gave our pooled connection) replaced by ``Connection: close``,
+    which is what the proxy does after this response.
+
+    A head not whole in these bytes (rare: a backend writing it in pieces) gets the close
+    line added after its status line and keeps its own; ``close`` among the tokens wins
+    (RFC 9112 §9.6). An interim answer (1xx) is left alone: the final one follows."""
+    line_end = data.find(b"\r\n")
+    if line_end < 0 or data[9:10] == b"1":
+        return data
+    head_end = data.find(HEAD_END)
+    if head_end < 0:
+        return data[: line_end + 2] + _CLOSE_LINE + data[line_end + 2 :]
+    head = data[:head_end]
+    lower = head.lower()
+    if b"\nconnection" in lower:
+        head = drop_header(head, lower, b"connection")
+    line_end = head.find(b"\r\n")
+    if line_end < 0:
+        return head + b"\r\n" + _CLOSE_LINE + data[head_end + 2 :]
+    return head[: line_end + 2] + _CLOSE_LINE + head[line_end + 2 :] + data[head_end:]
