@@ -23,8 +23,8 @@ Fixtures (import them into a conftest.py, as tests/integration/hosts/conftest.py
     Everything is removed when the test ends, also on failure.
     ``testhosts(n, max_startups="10:30:100")`` keeps sshd's default handshake limit (it is
     raised otherwise, so parallel tests are not dropped).
-    ``testhosts(n, root_login=True)`` lets root log in too (``host.spec_fields(user="root")``),
-    for what needs root on a host (keepalived).
+    ``testhosts(n, root_login=True)`` lets uid 0 log in too, as ``ROOT_USER``
+    (``host.spec_fields(user=ROOT_USER)``), for what needs root on a host (keepalived).
 ``three_hosts``
     ``testhosts(3)`` for one test.
 ``module_host``
@@ -45,10 +45,11 @@ from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from testhosts_net import NET_PREFIX, TestHost, TestHostRun, create_run  # noqa: E402
+from testhosts_net import NET_PREFIX, ROOT_USER, TestHost, TestHostRun, create_run  # noqa: E402
 from testhosts_sweep import MANUAL_OWNER, destroy_all, list_runs  # noqa: E402
 
 __all__ = [
+    "ROOT_USER",
     "TestHost",
     "TestHostRun",
     "create_run",

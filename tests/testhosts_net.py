@@ -35,6 +35,11 @@ from testhosts_sweep import ROOT, destroy_all
 
 USER = "farmhand-test"
 HOME = ROOT / "home"
+ROOT_USER = "farmhand-root"
+"""A second name for uid 0 (``root_login=True``): /bin/sh and an empty HOME, so a command run
+as root over SSH reads no rc file (root's own may hold a pyenv setup that takes seconds,
+or a minute when its lock is stale)."""
+ROOT_HOME = ROOT / "home-root"
 NET_PREFIX = "10.213"
 SSHD = "/usr/sbin/sshd"
 SSH_PORT = 22
@@ -175,9 +180,9 @@ def create_run(count: int, *, owner: str | None = None, max_startups: str = "100
     ``owner`` is ``None`` for runs that belong to this process (stale once it dies) or
     ``"manual"`` for runs made by ``scripts/testhosts up`` (removed only by ``down``).
     ``max_startups`` is sshd's ``MaxStartups`` (raised by default; "10:30:100" is sshd's own
-    default, for tests of how clients cope with it). ``root_login`` also lets root log in with
-    the run's key (``host.spec_fields(user="root")``): what needs root on a host, such as
-    keepalived moving an address, runs there as on a real machine.
+    default, for tests of how clients cope with it). ``root_login`` also lets uid 0 log in
+    with the run's key as ``ROOT_USER`` (``host.spec_fields(user=ROOT_USER)``): what needs
+    root on a host, such as keepalived moving an address, runs there as on a real machine.
     """
     if not 1 <= count <= MAX_HOSTS:
         raise ValueError(f"between 1 and {MAX_HOSTS} hosts, not {count}")
@@ -193,6 +198,8 @@ def create_run(count: int, *, owner: str | None = None, max_startups: str = "100
     try:
         with sweep.lock():
             _ensure_user()
+            if root_login:
+                _ensure_root_user()
             subnet = _free_subnet()
             run_dir.mkdir(mode=0o755)
             (run_dir / "owner").write_text(owner or sweep.owner_stamp(os.getpid()))
@@ -285,7 +292,7 @@ def _sshd_config(address: str, host_dir: Path, host_key: Path, authorized: Path,
             "PasswordAuthentication no",
             "KbdInteractiveAuthentication no",
             "PermitRootLogin prohibit-password" if root_login else "PermitRootLogin no",
-            f"AllowUsers {USER} root" if root_login else f"AllowUsers {USER}",
+            f"AllowUsers {USER} {ROOT_USER}" if root_login else f"AllowUsers {USER}",
             f"MaxStartups {max_startups}",
             "MaxSessions 64",
             "PrintMotd no",
@@ -358,6 +365,24 @@ def _ensure_user() -> None:
         path = HOME / rc_file
         if not path.exists() or path.stat().st_size:
             path.write_text("")
+
+
+def _ensure_root_user() -> None:
+    """``ROOT_USER``: uid 0 under another name, made once and left in place like ``USER``."""
+    try:
+        subprocess.run(["id", "-u", ROOT_USER], check=True, capture_output=True)
+    except subprocess.CalledProcessError:
+        subprocess.run(
+            ["useradd", "--non-unique", "--uid", "0", "--gid", "0", "--no-create-home",
+             "--home-dir", str(ROOT_HOME), "--shell", "/bin/sh", ROOT_USER],
+            check=True,
+            capture_output=True,
+        )
+    shadow = Path("/etc/shadow").read_text()
+    entry = next((line for line in shadow.splitlines() if line.startswith(ROOT_USER + ":")), "")
+    if entry.split(":")[1:2] != ["*"]:
+        subprocess.run(["usermod", "-p", "*", ROOT_USER], check=True, capture_output=True)
+    ROOT_HOME.mkdir(mode=0o700, exist_ok=True)
 
 
 def _chown_to_user(path: Path) -> None:

@@ -109,6 +109,7 @@ def _role_row(ctl: Controller, name: str, role: RoleSpec, mine: list[NodeRecord]
         "lb_state": None if role.lb is None else ("listening" if ctl.plane_running(name) else "broken"),
         "lb_error": ctl.plane_error(name),
         "lb_stats": dict(stats.raw) if stats is not None else None,
+        "lb_pair": _pair_row(role, stats),
         "requests_per_s": request_rate(role, metrics, stats),
         "min": role.lower_bound,
         "max": role.upper_bound,
@@ -117,6 +118,18 @@ def _role_row(ctl: Controller, name: str, role: RoleSpec, mine: list[NodeRecord]
         "metrics": metrics,
         "autoscale": _autoscale_row(ctl, name),
     }
+
+
+def _pair_row(role: RoleSpec, stats: PlaneStats | None) -> dict[str, Any] | None:
+    """A load-balancer pair: its address, which member holds it, and each member's VRRP state
+    and balancer (as the pair's handle last read them; see farmhand/lb/pair.py)."""
+    if role.lb is None or not role.lb.is_pair:
+        return None
+    seen = stats.raw.get("pair") if stats is not None else None
+    if isinstance(seen, dict):
+        return dict(seen)
+    return {"vip": role.lb.vip_address, "holder": None,
+            "members": {name: {"state": "unknown"} for name in role.lb.hosts}}
 
 
 def _tls_row(served: CertInfo | None, failure: dict[str, Any] | None) -> dict[str, Any] | None:

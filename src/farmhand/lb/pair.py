@@ -207,14 +207,12 @@ class PairDataPlane:
 
     async def _repair(self, names: list[str]) -> None:
         for name in names:
-            member = self.members[name]
-            was_down = self.views[name].balancer == "down" and self.views[name].reachable
             try:
-                await self._ensure_member(member)
+                adopted = await self._ensure_member(self.members[name])
             except FarmhandError as error:
                 self._note_error(name, error)
                 continue
-            if was_down:
+            if not adopted:
                 self._events.append(("lb.member_restarted",
                                      f"role {self.role}: the load balancer on {name} was not running; started it again there"))
 

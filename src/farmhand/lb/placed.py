@@ -85,6 +85,10 @@ class MemberPlan:
     interface: str | None
     python: str
     settings: EngineSettings
+    advert_int: float = 0.1
+    watch: bool = True
+    """Run the watcher that faults the instance the instant the balancer dies (off only to
+    measure keepalived's own check against it: bench/lb_pair_takeover.py)."""
 
 
 async def _no_prepare(run: Runner) -> None:
@@ -124,7 +128,7 @@ class PlacedMember:
         script = (
             f'[ "$(id -u)" = 0 ] || exit {NOT_ROOT}\n'
             f"d={base_expr}/lb/{shlex.quote(self.plan.role)} && mkdir -p \"$d\" && cd \"$d\" && pwd\n"
-            f"ip -o -4 route get {shlex.quote(vip)} 2>/dev/null | head -n1\n"
+            f"ip -o -4 route show table main to match {shlex.quote(vip)} 2>/dev/null\n"
         )
         result = await self._sh(script)
         if result.exit_status == NOT_ROOT:
@@ -134,10 +138,9 @@ class PlacedMember:
         lines = result.stdout.decode(errors="replace").splitlines()
         self.dir = lines[0].strip()
         if self.interface is None:
-            words = lines[1].split() if len(lines) > 1 else []
-            if "dev" not in words:
+            self.interface = interface_from_routes(lines[1:])
+            if self.interface is None:
                 raise LbError(f"host {self.host}: no interface reaches {vip}; set interface = \"...\" in the lb table")
-            self.interface = words[words.index("dev") + 1]
 
     # -- the engine ---------------------------------------------------------------------------
 
@@ -181,7 +184,8 @@ class PlacedMember:
             role=self.plan.role, host=self.host, index=self.plan.index, vip=self.plan.vip,
             interface=self.interface, vrrp_id=self.plan.vrrp_id, check_port=self.plan.settings.listen_port,
             check_script=self._path("check"), notify_script=self._path("notify"),
-            state_file=self._path("states"), track_file=self._path("alive"), preempt=self.plan.preempt,
+            state_file=self._path("states"), track_file=self._path("alive") if self.plan.watch else "",
+            preempt=self.plan.preempt, advert_int=self.plan.advert_int,
         )
 
     async def ensure_keepalived(self) -> None:
@@ -201,9 +205,10 @@ class PlacedMember:
             lines.append(f"chmod {mode:o} {name}.new")
             lines.append(f"if cmp -s {name}.new {name}; then rm -f {name}.new; else mv {name}.new {name}; changed=1; fi")
         python = q(self.plan.python)
+        if self.plan.watch:
+            lines.append(f"setsid -f {python} -m farmhand.lb.pair_watch {q(self._path('control.sock'))} "
+                         f"{q(self._path('alive'))} >>watch.log 2>&1 </dev/null")
         lines += [
-            f"setsid -f {python} -m farmhand.lb.pair_watch {q(self._path('control.sock'))} {q(self._path('alive'))} "
-            ">>watch.log 2>&1 </dev/null",
             'pid=$(cat keepalived.pid 2>/dev/null)',
             'if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then',
             '  [ "$changed" = 1 ] && kill -HUP "$pid"',
@@ -233,6 +238,22 @@ class PlacedMember:
 
     async def close(self) -> None:
         await self.session.close()
+
+
+def interface_from_routes(lines: list[str]) -> str | None:
+    """The interface of the most specific route of the main table to the vip's network
+    (``ip -o route show table main to match VIP``). Not ``ip route get``: on the member that
+    holds the address it answers ``local ... dev lo``."""
+    best: tuple[int, str] | None = None
+    for line in lines:
+        words = line.split()
+        if "dev" not in words or words.index("dev") + 1 >= len(words) or not words:
+            continue
+        prefix = 0 if words[0] == "default" else int(words[0].partition("/")[2] or 32)
+        device = words[words.index("dev") + 1]
+        if best is None or prefix > best[0]:
+            best = (prefix, device)
+    return best[1] if best is not None else None
 
 
 def kc_vip_address(vip: str) -> str:
