@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable
+from dataclasses import dataclass
 
 from farmhand.controller.context import FarmContext
 from farmhand.controller.decide import actions as a
@@ -29,6 +30,16 @@ log = logging.getLogger(__name__)
 REPEATED_EVERY_TICK = frozenset({"node.unplaceable"})
 BACKGROUND_TIMEOUT = 30.0
 START_FANOUT = 64
+
+
+@dataclass(frozen=True)
+class _Launch:
+    """A node ready to start: its record as it will be once started, where, and how."""
+
+    node: NodeRecord
+    driver: Driver
+    launch: NodeLaunch
+    at: float
 
 
 class Actor:
@@ -61,7 +72,11 @@ class Actor:
             self.ctx.events.add("controller.error", f"{type(action).__name__}: {error}")
 
     async def _start_all(self, starts: list[a.StartNode]) -> None:
-        """Start nodes host by host, hosts in parallel (at most START_FANOUT at once)."""
+        """Start nodes host by host, hosts in parallel (at most START_FANOUT at once), in
+        three steps so a tick of many starts costs two commits, not three per node: ports are
+        picked; every node's intent (starting, on that port) is written in one transaction;
+        the nodes are started, and what came of it written in one more. A controller that
+        dies before that last write adopts the started processes (``AdoptNode``)."""
         by_host: dict[str, list[a.StartNode]] = {}
         for action in starts:
             node = self._node(action.node_id)
@@ -73,15 +88,39 @@ class Actor:
                 taken[node.host].add(node.port)
         fanout = asyncio.Semaphore(START_FANOUT)
 
-        async def on_host(host: str, actions: list[a.StartNode]) -> None:
+        async def prepare(host: str, actions: list[a.StartNode]) -> list[_Launch]:
+            ready = []
             async with fanout:
                 for action in actions:
                     try:
-                        await self._start(action.node_id, self.ctx.clock.now(), taken[host])
+                        launch = await self._prepare(action.node_id, self.ctx.clock.now(), taken[host])
                     except FarmhandError as error:
                         self.ctx.events.add("controller.error", f"StartNode: {error}")
+                        continue
+                    if launch is not None:
+                        ready.append(launch)
+            return ready
 
-        await asyncio.gather(*(on_host(host, actions) for host, actions in by_host.items()))
+        async def launch_all(ready: list[_Launch]) -> list[tuple[_Launch, RunningNode | FarmhandError]]:
+            outcomes: list[tuple[_Launch, RunningNode | FarmhandError]] = []
+            async with fanout:
+                for launch in ready:
+                    try:
+                        outcomes.append((launch, await launch.driver.start(launch.launch)))
+                    except FarmhandError as error:
+                        outcomes.append((launch, error))
+            return outcomes
+
+        prepared = [ready for ready in await asyncio.gather(*(prepare(h, x) for h, x in by_host.items())) if ready]
+        with self.ctx.store.batch():
+            for ready in prepared:
+                for launch in ready:
+                    self.ctx.store.put_node(launch.node)
+        results = await asyncio.gather(*(launch_all(ready) for ready in prepared))
+        with self.ctx.store.batch():
+            for outcomes in results:
+                for launch, outcome in outcomes:
+                    self._started(launch, outcome)
 
     async def one(self, action: a.Action) -> None:
         ctx, now = self.ctx, self.ctx.clock.now()
@@ -150,38 +189,57 @@ class Actor:
     async def _start(self, node_id: str, now: float, ports_taken: set[int] | None) -> None:
         """Start one node; ``ports_taken`` holds the ports of its host's nodes (and gets the
         one picked), or None to read them from the store."""
+        launch = await self._prepare(node_id, now, ports_taken)
+        if launch is None:
+            return
+        self.ctx.store.put_node(launch.node)
+        try:
+            outcome: RunningNode | FarmhandError = await launch.driver.start(launch.launch)
+        except DriverError as error:
+            outcome = error
+        self._started(launch, outcome)
+
+    async def _prepare(self, node_id: str, now: float, ports_taken: set[int] | None) -> _Launch | None:
+        """What starting a node takes (its port picked), or None when it cannot start now
+        (a failed port pick is recorded as a failed start). Writes nothing else."""
         ctx = self.ctx
         node = self._node(node_id)
         role = ctx.spec.roles.get(node.role) if node else None
         driver = ctx.drivers.get(node.host) if node else None
         if node is None or role is None or driver is None:
-            return
+            return None
         if ports_taken is None:
             ports_taken = {n.port for n in ctx.store.nodes() if n.host == node.host and n.port}
         try:
             port = await self._port_for(node, ports_taken)
         except DriverError as error:
             self._start_failed(node, str(error), now)
-            return
+            return None
         node = node.replace(state=NodeState.STARTING, state_since=now, port=port, killed=False)
-        ctx.store.put_node(node)
         values = {"port": port if port is not None else "", "node": node.id, "role": node.role, "host": driver.address}
         launch = NodeLaunch(
             node_id=node.id,
             role=node.role,
             command=role.command.format(**values),
             env={k: v.format(**values) if "{" in v else v for k, v in role.env.items()},
-            workdir=workdir_on(role.workdir, role.deploy, node.host),
+            workdir=role.workdir,
             port=port,
         )
-        try:
-            running = await driver.start(launch)
-        except DriverError as error:
-            self._start_failed(node, str(error), now)
+        return _Launch(node, driver, launch, now)
+
+    def _started(self, launch: _Launch, outcome: RunningNode | FarmhandError) -> None:
+        """Record what came of a start: the process, or why there is none."""
+        node = launch.node
+        if isinstance(outcome, DriverError):
+            self._start_failed(node, str(outcome), launch.at)
             return
-        ctx.store.put_node(node.replace(pid=running.pid, started_at=running.started_at))
-        where = f" on port {port}" if port else ""
-        ctx.events.add("node.started", f"{node.id} started on {node.host}{where} (pid {running.pid})", node.role, node.id)
+        if not isinstance(outcome, RunningNode):  # not the host's answer: said, and seen next tick
+            self.ctx.events.add("controller.error", f"StartNode: {outcome}")
+            return
+        self.ctx.store.put_node(node.replace(pid=outcome.pid, started_at=outcome.started_at))
+        where = f" on port {node.port}" if node.port else ""
+        self.ctx.events.add("node.started", f"{node.id} started on {node.host}{where} (pid {outcome.pid})",
+                            node.role, node.id)
 
     async def _port_for(self, node: NodeRecord, ports_taken: set[int]) -> int | None:
         ctx = self.ctx
