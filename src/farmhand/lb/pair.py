@@ -206,15 +206,19 @@ class PairDataPlane:
         self._repairing = asyncio.ensure_future(self._repair(broken))
 
     async def _repair(self, names: list[str]) -> None:
-        for name in names:
-            try:
-                adopted = await self._ensure_member(self.members[name])
-            except FarmhandError as error:
-                self._note_error(name, error)
-                continue
-            if not adopted:
-                self._events.append(("lb.member_restarted",
-                                     f"role {self.role}: the load balancer on {name} was not running; started it again there"))
+        """Members side by side: one whose host is out of reach (seconds of timeouts) must not
+        delay the restart of another's balancer."""
+        await asyncio.gather(*(self._repair_one(name) for name in names))
+
+    async def _repair_one(self, name: str) -> None:
+        try:
+            adopted = await self._ensure_member(self.members[name])
+        except FarmhandError as error:
+            self._note_error(name, error)
+            return
+        if not adopted:
+            self._events.append(("lb.member_restarted",
+                                 f"role {self.role}: the load balancer on {name} was not running; started it again there"))
 
     def _follow_holder(self) -> None:
         """Who holds the address now (the reachable member whose last transition is MASTER),

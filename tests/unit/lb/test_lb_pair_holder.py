@@ -1,0 +1,78 @@
+"""Who holds a pair's address, and the events its moves make (lb/pair.py), from members'
+views alone: no host, no connection (building the handle connects to nothing)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from farmhand.lb.pair import MemberView, PairDataPlane
+from farmhand.spec import parse_farm
+
+FARM = """\
+[hosts.lb1]
+driver = "ssh"
+address = "10.213.0.11"
+known_hosts = "/k"
+[hosts.lb2]
+driver = "ssh"
+address = "10.213.0.12"
+known_hosts = "/k"
+[roles.web]
+command = "app {port}"
+[roles.web.lb]
+listen = "10.213.0.100:8080"
+hosts = ["lb1", "lb2"]
+vip = "10.213.0.100/24"
+"""
+
+
+def plane(tmp_path: Path) -> PairDataPlane:
+    lb = parse_farm(FARM).roles["web"].lb
+    assert lb is not None
+    return PairDataPlane("web", lb, None, tmp_path)
+
+
+def see(p: PairDataPlane, **views: MemberView) -> list[tuple[str, str]]:
+    p.views.update(views)
+    p._follow_holder()
+    return p.take_events()
+
+
+def test_members_listen_on_all_addresses_at_the_listeners_port(tmp_path: Path) -> None:
+    p = plane(tmp_path)
+    settings = p.members["lb1"].plan.settings
+    assert (settings.listen_host, settings.listen_port) == ("0.0.0.0", 8080)
+    assert [m.plan.index for m in p.members.values()] == [0, 1]
+
+
+def test_first_holder_then_a_move_with_its_reason(tmp_path: Path) -> None:
+    p = plane(tmp_path)
+    events = see(p, lb1=MemberView("MASTER", 1.0, "running", True), lb2=MemberView("BACKUP", 1.0, "running", True))
+    assert events == [("lb.vip_held", "role web: 10.213.0.100 is held by lb1")]
+    assert p.pair_view()["holder"] == "lb1"
+    events = see(p, lb1=MemberView("FAULT", 2.0, "down", True), lb2=MemberView("MASTER", 2.1, "running", True))
+    assert events == [("lb.vip_moved", "role web: 10.213.0.100 moved to lb2 at 2.100; lb1 lost its load balancer")]
+    assert see(p) == [], "no second event for the same holder"
+
+
+def test_a_holder_out_of_reach_is_kept_until_another_says_master(tmp_path: Path) -> None:
+    p = plane(tmp_path)
+    see(p, lb1=MemberView("MASTER", 1.0, "running", True), lb2=MemberView("BACKUP", 1.0, "running", True))
+    assert see(p, lb1=MemberView("MASTER", 1.0, "down", False)) == []
+    assert p.pair_view()["holder"] == "lb1"
+    events = see(p, lb2=MemberView("MASTER", 3.0, "running", True))
+    assert events == [("lb.vip_moved", "role web: 10.213.0.100 moved to lb2 at 3.000; lb1 is out of reach (host or link down)")]
+
+
+def test_the_old_holder_back_as_backup_moves_nothing(tmp_path: Path) -> None:
+    p = plane(tmp_path)
+    see(p, lb1=MemberView("FAULT", 1.0, "running", True), lb2=MemberView("MASTER", 1.0, "running", True))
+    assert see(p, lb1=MemberView("BACKUP", 5.0, "running", True)) == []
+    assert p.pair_view()["holder"] == "lb2"
+
+
+def test_nobody_holding_it_is_said(tmp_path: Path) -> None:
+    p = plane(tmp_path)
+    see(p, lb1=MemberView("MASTER", 1.0, "running", True), lb2=MemberView("BACKUP", 1.0, "running", True))
+    events = see(p, lb1=MemberView("FAULT", 2.0, "running", True), lb2=MemberView("FAULT", 2.0, "running", True))
+    assert events == [("lb.vip_lost", "role web: no member holds 10.213.0.100 (last holder lb1: went FAULT)")]
