@@ -11,10 +11,13 @@ import textwrap
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from farmhand.controller import loop
+from farmhand.controller.decide import reconcile
+from farmhand.controller.decide.actions import Action
 from farmhand.controller.health import CheckTarget, HealthMonitor
 from farmhand.controller.loop import Controller
 from farmhand.drivers import fake, make_driver
@@ -93,7 +96,7 @@ async def test_the_fake_listing_mark_moves_only_when_the_listing_would(farm_id: 
 
 
 def target(driver: FakeDriver, node_id: str, pid: int) -> CheckTarget:
-    spec = HealthSpec(type="http", path="/health", interval="100ms", fall=1, rise=1, start_grace="0s")
+    spec = HealthSpec.model_validate({"type": "http", "interval": "100ms", "fall": 1, "rise": 1, "start_grace": "0s"})
     return CheckTarget(node_id, pid, driver.address, 20_000, spec, 0.0, driver)
 
 
@@ -181,8 +184,13 @@ async def test_a_farm_at_rest_lists_no_unchanged_host_and_decides_nothing_again(
 
     await until(lambda: len(running()) == 8, "8 nodes running")
     decided: list[int] = []
-    real_reconcile = loop.reconcile
-    monkeypatch.setattr(loop, "reconcile", lambda *args: decided.append(1) or real_reconcile(*args))
+    real_reconcile = reconcile.reconcile
+
+    def counted_reconcile(*args: Any) -> list[Action]:
+        decided.append(1)
+        return real_reconcile(*args)
+
+    monkeypatch.setattr(loop, "reconcile", counted_reconcile)
     await until(lambda: decided, "one more reconcile after the last change")
     ticks: list[int] = []
     real_tick = ctl.observer.observe
