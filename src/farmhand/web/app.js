@@ -39,7 +39,7 @@ function render() {
   $("map-summary").hidden = !folded(status);
   $("host-find").hidden = !folded(status);
   renderMap($("hosts"), status, { selected: selectedNode(), onSelect: select, summaryEl: $("map-summary") });
-  renderRoles($("roles-body"), status, render);
+  renderRoles($("roles-body"), status, render, serverNow());
   updateNode(panelStatus(status), view.clockOffset);
 }
 

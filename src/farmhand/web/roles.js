@@ -1,8 +1,9 @@
-// The roles table: wanted / running / healthy, bounds, the load balancer and its
-// requests/s, and buttons that scale a role by one within its min/max.
+// The roles table: wanted / running / healthy, bounds, the load balancer (with the HTTPS
+// certificate it serves) and its requests/s, and buttons that scale a role by one within
+// its min/max.
 
 import { change } from "./api.js";
-import { formatRate, h, setText, syncChildren } from "./dom.js";
+import { formatDuration, formatRate, h, setText, syncChildren } from "./dom.js";
 import { reportFailure, showToast } from "./notice.js";
 
 // Scale requests answered but not yet seen in a status frame: role -> { count, at }.
@@ -11,7 +12,8 @@ import { reportFailure, showToast } from "./notice.js";
 const asked = new Map();
 const ASKED_FOR = 5000;
 
-export function renderRoles(tbody, status, onChanged) {
+// `now`: the controller's clock as the page reckons it (certificates' time left).
+export function renderRoles(tbody, status, onChanged, now = status.time) {
   const roles = status.roles || [];
   if (!roles.length) {
     tbody.replaceChildren(h("tr", {}, h("td", { colspan: 6, class: "empty", text: "This farm has no roles." })));
@@ -19,7 +21,7 @@ export function renderRoles(tbody, status, onChanged) {
   }
   tbody.querySelector(":scope > tr:not([data-key])")?.remove();
   const byName = new Map(roles.map((role) => [role.name, role]));
-  syncChildren(tbody, roles.map((role) => role.name), makeRow, (row, name) => updateRow(row, byName.get(name), onChanged));
+  syncChildren(tbody, roles.map((role) => role.name), makeRow, (row, name) => updateRow(row, byName.get(name), onChanged, now));
 }
 
 // Each cell carries its column's name (data-label): on a phone-wide screen the table
@@ -31,7 +33,8 @@ function makeRow(name) {
     h("th", { scope: "row", class: "role-cell" }, h("span", { class: "role-title", text: name }), h("span", { class: "role-note" })),
     h("td", { class: "counts", dataset: { label: "Nodes (want · run · ok)" } }),
     h("td", { class: "bounds", dataset: { label: "Min–max" } }),
-    h("td", { class: "lb", dataset: { label: "Load balancer" } }),
+    h("td", { class: "lb", dataset: { label: "Load balancer" } },
+      h("div", { class: "lb-body" }, h("span", { class: "lb-text" }), makeCert())),
     h("td", { class: "rps num", dataset: { label: "Load" } }),
     h("td", { class: "scale", dataset: { label: "Scale" } }, h("div", { class: "stepper" }, down, h("output", { class: "wanted" }), up)));
 }
@@ -49,7 +52,7 @@ function wantedOf(role) {
   return asked.has(role.name) ? entry.count : role.wanted;
 }
 
-function updateRow(row, role, onChanged) {
+function updateRow(row, role, onChanged, now) {
   const wanted = wantedOf(role);
   const counts = row.querySelector(".counts");
   setText(counts, `${wanted} · ${role.running} · ${role.healthy}`);
@@ -63,6 +66,7 @@ function updateRow(row, role, onChanged) {
   setText(note, roleNote(role));
   note.dataset.tone = role.failures ? "warn" : "info";
   updateLb(row.querySelector(".lb"), role);
+  updateCert(row.querySelector(".cert"), role, now);
   const load = row.querySelector(".rps");
   setText(load, loadText(role));
   load.dataset.rate = String(requestRate(role) ?? "");
@@ -97,8 +101,9 @@ function loadText(role) {
 }
 
 function updateLb(cell, role) {
+  const text = cell.querySelector(".lb-text");
   if (!role.lb) {
-    setText(cell, "none");
+    setText(text, "none");
     cell.dataset.state = "none";
     return;
   }
@@ -106,8 +111,79 @@ function updateLb(cell, role) {
   const parts = [role.lb, role.lb_mode];
   if (stats && typeof stats.engine === "string") parts.push(stats.engine);
   if (!stats) parts.push("not answering");
-  setText(cell, parts.filter(Boolean).join(" · "));
+  setText(text, parts.filter(Boolean).join(" · "));
   cell.dataset.state = stats ? "up" : "down";
+}
+
+// The certificate an HTTPS role's balancer serves (status `tls`): its names, issuer, end of
+// validity with the time left, and a warning when a third of its lifetime or less is left
+// (renewal is due, issue 15) or its last renewal or reload failed (with the reason, which
+// the farm's events carry too). The balancer keeps serving it meanwhile.
+function makeCert() {
+  return h("div", { class: "cert", hidden: true },
+    h("span", { class: "cert-names" }),
+    h("span", { class: "cert-issuer" }),
+    h("span", { class: "cert-expiry" }),
+    h("span", { class: "cert-failure", role: "status" }));
+}
+
+const PLACEHOLDER = "farmhand placeholder";
+
+// "CN=Pebble Intermediate CA 1d4e,O=..." -> "Pebble Intermediate CA 1d4e".
+function issuerName(issuer) {
+  if (typeof issuer !== "string") return "–";
+  const cn = issuer.match(/(?:^|,)CN=((?:\\,|[^,])*)/);
+  const org = issuer.match(/(?:^|,)O=((?:\\,|[^,])*)/);
+  return ((cn && cn[1]) || (org && org[1]) || issuer).replace(/\\(.)/g, "$1");
+}
+
+function namesText(names) {
+  if (!names.length) return "no certificate yet";
+  return names.length > 3 ? `${names.slice(0, 3).join(", ")} +${names.length - 3} more` : names.join(", ");
+}
+
+// The certificate's state at `now`: "ok", "renew" (a third of its lifetime or less left),
+// "expired", "placeholder" (a stand-in until ACME's first certificate) or "missing".
+export function certState(tls, now) {
+  if (typeof tls.not_after !== "number") return "missing";
+  if (tls.self_signed && typeof tls.issuer === "string" && tls.issuer.includes(PLACEHOLDER)) return "placeholder";
+  const left = tls.not_after - now;
+  if (left <= 0) return "expired";
+  const lifetime = tls.not_after - (tls.not_before ?? tls.not_after);
+  return lifetime > 0 && left < lifetime / 3 ? "renew" : "ok";
+}
+
+function updateCert(el, role, now) {
+  const tls = role.tls;
+  el.hidden = !tls;
+  if (!tls) return;
+  const names = tls.names || [];
+  const state = certState(tls, now);
+  const failure = tls.last_failure;
+  el.dataset.state = state;
+  el.dataset.tone = state === "expired" || state === "missing" ? "bad" : failure || state !== "ok" ? "warn" : "ok";
+  const namesEl = el.querySelector(".cert-names");
+  setText(namesEl, `TLS: ${namesText(names)}`);
+  namesEl.title = names.join(", ");
+  const issuer = el.querySelector(".cert-issuer");
+  setText(issuer, state === "placeholder" ? "placeholder (self-signed) until the first certificate"
+    : `issuer ${issuerName(tls.issuer)}${tls.self_signed ? " (self-signed)" : ""}`);
+  issuer.title = tls.issuer || "";
+  const expiry = el.querySelector(".cert-expiry");
+  if (typeof tls.not_after === "number") {
+    const left = tls.not_after - now;
+    const date = new Date(tls.not_after * 1000).toISOString().slice(0, 16).replace("T", " ");
+    const when = left > 0 ? `${formatDuration(left)} left` : `expired ${formatDuration(-left)} ago`;
+    const renew = state === "renew" ? " · renewal due" : "";
+    setText(expiry, `until ${date} UTC (${when})${renew}`);
+    expiry.dataset.left = String(Math.round(left));
+  } else {
+    setText(expiry, "");
+  }
+  const failed = el.querySelector(".cert-failure");
+  failed.hidden = !failure;
+  setText(failed, failure ? `⚠ last attempt failed: ${failure.message}` : "");
+  failed.title = failure ? `at ${new Date(failure.ts * 1000).toLocaleString()}` : "";
 }
 
 function setupButton(button, role, count, onChanged) {

@@ -63,6 +63,7 @@ def test_a_role_gets_a_certificate_on_first_start(make_farm: Callable[..., Farm]
     served = wait_for(lambda: farm.status()["roles"][0]["tls"], 20, "status to show the certificate")
     assert served["names"] == ["shop.test", "www.shop.test"] and "Pebble" in served["issuer"]
     assert served["not_after"] > served["not_before"] and not served["self_signed"]
+    assert served["last_failure"] is None
     url, _ = farm.api()
     scraped = httpx.get(url + "/metrics", timeout=20, trust_env=False).text
     expiry = [sample for family in text_string_to_metric_families(scraped) for sample in family.samples
@@ -80,6 +81,8 @@ def test_a_refused_order_is_an_event_and_the_role_keeps_serving(make_farm: Calla
     message = failed[0]["message"]
     assert "gone.refused.test" in message and "could not resolve" in message and "trying again" in message  # Pebble's words
     assert not [e for e in farm.events() if e["kind"] == "tls.issued"]
+    served = farm.status()["roles"][0]["tls"]  # what the dashboard shows: the placeholder and why
+    assert served["self_signed"] and "could not resolve" in served["last_failure"]["message"], served
     placeholder = ssl.create_default_context()
     placeholder.check_hostname = False
     placeholder.verify_mode = ssl.CERT_NONE  # the self-signed placeholder still serves
