@@ -1,10 +1,11 @@
 """HTTPS benchmark: the builtin engine beside HAProxy, same certificate, same backend (issue 15).
 
     .venv/bin/python bench/https_bench.py [--rounds 8] [--duration 3] [--connections 50]
-                                          [--handshake-clients 2] [--json out.json]
+                                          [--handshake-clients 2] [--workers 1] [--json out.json]
 
 Everything runs on this machine, on loopback: one single-process nginx (lb_bench's) behind
-each proxy, one worker (one thread) per proxy, started through farmhand's ``make_data_plane``
+each proxy, ``--workers`` workers per proxy (the builtin engine's processes, HAProxy's
+``nbthread``: the same cores for both), started through farmhand's ``make_data_plane``
 with an HTTPS listener on one ECDSA P-256 certificate (made here with ``cryptography``). Both
 proxies run for the whole benchmark (idle while the other is measured); each round measures
 one figure on one engine right after the same figure on the other, in alternating order, so
@@ -74,10 +75,11 @@ def make_certificate(folder: Path) -> tuple[Path, Path]:
     return cert_file, key_file
 
 
-async def start_proxy(engine: str, nginx: Nginx, state: Path, cert: Path, key: Path) -> tuple[Any, int, list[int]]:
+async def start_proxy(engine: str, nginx: Nginx, state: Path, cert: Path, key: Path,
+                      workers: int = 1) -> tuple[Any, int, list[int]]:
     port, tls_port = free_port(), free_port()
     spec = LbSpec.model_validate({
-        "listen": f"127.0.0.1:{port}", "engine": engine, "workers": 1, "drain_timeout": "2s",
+        "listen": f"127.0.0.1:{port}", "engine": engine, "workers": workers, "drain_timeout": "2s",
         "tls": {"listen": f"127.0.0.1:{tls_port}", "cert": str(cert), "key": str(key)},
     })
     plane = make_data_plane(f"https-{engine}", spec, HealthSpec.model_validate({"type": "http", "interval": "200ms"}), state)
@@ -130,6 +132,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed (scripts/bootstrap installs it)")
     load_before = os.getloadavg()
+    loads: list[float] = []
     rounds: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="httpsb") as tmp:
         root = Path(tmp)
@@ -139,7 +142,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         proxies: dict[str, tuple[Any, int, list[int]]] = {}
         try:
             for engine in ENGINES:
-                proxies[engine] = await start_proxy(engine, nginx, state, cert, key)
+                proxies[engine] = await start_proxy(engine, nginx, state, cert, key, args.workers)
                 _, port, _ = proxies[engine]
                 await run("wrk", "-t1", f"-c{args.connections}", "-d1s", f"https://127.0.0.1:{port}/")  # warm up
             for number in range(args.rounds):
@@ -155,6 +158,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                           f"{figures[engine]['keepalive']['errors']})  {figures[engine]['handshakes']['hps']:8.1f} "
                           f"new conn/s (cpu {figures[engine]['handshakes']['cpu_us']} us/conn)", flush=True)
                 rounds.append(figures)
+                loads.append(os.getloadavg()[0])
         finally:
             for plane, _, _ in proxies.values():
                 await plane.stop()
@@ -164,6 +168,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "machine": f"{os.cpu_count()} vCPU, {os.uname().sysname} {os.uname().release}",
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "loadavg_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+        "loadavg_rounds": [round(x, 2) for x in loads],
+        "workers": args.workers,
         "duration_s": args.duration, "connections": args.connections, "handshake_clients": args.handshake_clients,
         "rounds": rounds,
     }
@@ -180,24 +186,31 @@ def summary(result: dict[str, Any]) -> str:
         return [r["builtin"][part][figure] / r["haproxy"][part][figure] for r in rounds]
 
     rps, hps = ratios("keepalive", "rps"), ratios("handshakes", "hps")
+    cpu_req, cpu_conn = ratios("keepalive", "cpu_us"), ratios("handshakes", "cpu_us")
+
+    def spread(values: list[float]) -> str:
+        return f"{statistics.median(values):.2f} ({min(values):.2f}–{max(values):.2f})"
+
+    loads = result.get("loadavg_rounds") or result["loadavg_before_after"]
     lines = [
         f"{result['date']}, {result['machine']}, {len(rounds)} rounds of {result['duration_s']:.0f} s per figure, "
-        f"engines interleaved; 1-min load average before/after: {result['loadavg_before_after'][0]} / "
-        f"{result['loadavg_before_after'][1]}",
+        f"engines interleaved, {result.get('workers', 1)} worker(s) / thread(s) each; 1-min load average "
+        f"before/after: {result['loadavg_before_after'][0]} / {result['loadavg_before_after'][1]}, "
+        f"over the rounds {min(loads)}–{max(loads)}",
         f"`{result['command']}`",
         "",
-        "| figure | HAProxy | builtin | builtin / HAProxy (median of rounds) | per round | target |",
+        "| figure | HAProxy | builtin | builtin / HAProxy: median of rounds (min–max) | per round | target |",
         "| --- | ---: | ---: | ---: | --- | ---: |",
         f"| kept-alive req/s (wrk -t1 -c{result['connections']}) | {med('haproxy', 'keepalive', 'rps'):.0f} "
-        f"| {med('builtin', 'keepalive', 'rps'):.0f} | {statistics.median(rps):.2f} "
+        f"| {med('builtin', 'keepalive', 'rps'):.0f} | {spread(rps)} "
         f"| {', '.join(f'{x:.2f}' for x in rps)} | 0.80 |",
         f"| new TLS connections/s (s_time -new x{result['handshake_clients']}) | {med('haproxy', 'handshakes', 'hps'):.0f} "
-        f"| {med('builtin', 'handshakes', 'hps'):.0f} | {statistics.median(hps):.2f} "
+        f"| {med('builtin', 'handshakes', 'hps'):.0f} | {spread(hps)} "
         f"| {', '.join(f'{x:.2f}' for x in hps)} | 0.90 |",
-        f"| proxy CPU µs per kept-alive request | {med('haproxy', 'keepalive', 'cpu_us')} "
-        f"| {med('builtin', 'keepalive', 'cpu_us')} | | | |",
-        f"| proxy CPU µs per new connection | {med('haproxy', 'handshakes', 'cpu_us')} "
-        f"| {med('builtin', 'handshakes', 'cpu_us')} | | | |",
+        f"| proxy CPU µs per kept-alive request | {med('haproxy', 'keepalive', 'cpu_us'):.1f} "
+        f"| {med('builtin', 'keepalive', 'cpu_us'):.1f} | {spread(cpu_req)} | | |",
+        f"| proxy CPU µs per new connection | {med('haproxy', 'handshakes', 'cpu_us'):.0f} "
+        f"| {med('builtin', 'handshakes', 'cpu_us'):.0f} | {spread(cpu_conn)} | | |",
         f"| failed requests (wrk) | {sum(r['haproxy']['keepalive']['errors'] for r in rounds)} "
         f"| {sum(r['builtin']['keepalive']['errors'] for r in rounds)} | | | |",
     ]
@@ -210,6 +223,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--handshake-clients", type=int, default=2, help="openssl s_time processes at once")
+    parser.add_argument("--workers", type=int, default=1, help="builtin workers and HAProxy threads (the same for both)")
     parser.add_argument("--json", type=Path, help="write the figures here too")
     args = parser.parse_args()
     result = asyncio.run(main_async(args))
