@@ -3,9 +3,10 @@ so a controller that dies between the two finds the intent and finishes the job.
 
 A tick's actions run in three phases: the ones that only write (create, mark, fail, drain,
 forget) in one transaction; then stops and kills, each written before its signal; then starts,
-in parallel across hosts and in order on each host (a port is picked, written, then used).
+in parallel across hosts and in order on each host: ports are picked, every start's intent is
+written in one transaction, the nodes are started, and their pids are written in one more.
 A tick that creates 500 nodes on 500 hosts thus waits for the slowest host, not for all of
-them in a row, and writes its bookkeeping with one commit.
+them in a row, and writes its bookkeeping with three commits, not three per node.
 """
 
 from __future__ import annotations
