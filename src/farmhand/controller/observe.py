@@ -100,7 +100,7 @@ class Observer:
         self._version, self._spec = version, ctx.spec
         by_host = self._index(version)
         if everything:
-            dirty = set(by_host) | set(listed) | set(self._by_host)
+            dirty = set(by_host) | set(listed) | set(self._by_host) | set(self._adoptable) | set(self._strays)
         unchanged = True
         for host in dirty:
             part, adoptable, strays, volatile = await self._look_at(host, by_host.get(host, ()), listed.get(host))
@@ -217,7 +217,10 @@ async def _list_hosts(ctx: FarmContext, now: float, marks: Kept, draws: random.R
     inline = []
     before: dict[str, object] = {}
     for name, driver in ctx.drivers.items():
-        if ctx.hosts.setdefault(name, HostStatus(since=now)).state != "up":
+        status = ctx.hosts.get(name)
+        if status is None:
+            status = ctx.hosts[name] = HostStatus(since=now)
+        if status.state != "up":
             marks.pop(name, None)
             continue
         kept = marks.get(name)
