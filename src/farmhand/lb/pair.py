@@ -82,6 +82,9 @@ class PairDataPlane:
         self._holder: str | None = None
         self._holder_known = False
         self._events: list[tuple[str, str]] = []
+        self._stopping = False
+        """Set by ``stop``: a stats read still in flight must not repair (restart) a member
+        that is being stopped."""
 
     def __repr__(self) -> str:
         return f"<PairDataPlane {self.role} vip {self.vip} [holder: {self._holder} | members: {', '.join(self.members)}]>"
@@ -89,6 +92,7 @@ class PairDataPlane:
     # -- the DataPlane contract ---------------------------------------------------------------
 
     async def ensure_running(self) -> bool:
+        self._stopping = False
         results = await asyncio.gather(*(self._ensure_member(m) for m in self.members.values()), return_exceptions=True)
         errors = {name: r for name, r in zip(self.members, results, strict=True) if isinstance(r, BaseException)}
         for name, error in errors.items():
@@ -142,6 +146,7 @@ class PairDataPlane:
         return answer
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._repairing is not None:
             self._repairing.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -201,7 +206,7 @@ class PairDataPlane:
         """Repair members that are not healthy, in the background (a start takes seconds and
         must not hold up a push or a stats read)."""
         broken = [n for n in self.members if n not in self._healthy]
-        if not broken or (self._repairing is not None and not self._repairing.done()):
+        if self._stopping or not broken or (self._repairing is not None and not self._repairing.done()):
             return
         self._repairing = asyncio.ensure_future(self._repair(broken))
 

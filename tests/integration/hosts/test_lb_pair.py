@@ -7,7 +7,8 @@ requests to the address throughout:
    controller is killed with -9, which the client never notices;
 2. the link returns: the old member comes back as a backup and the address stays put;
 3. a new controller adopts the pair; the active member's balancer is killed: the address
-   moves, the balancer is started again where it died, and the address does not come back.
+   moves, the balancer is started again where it died, and the address does not come back;
+4. ``down`` stops the members' balancers, watchers and keepalived, and the address is gone.
 
 Takeover times are printed (measured from keepalived's own transition stamps), not asserted.
 """
@@ -193,6 +194,17 @@ def first_answer_after(client: Client, took: float) -> float:
     return float(min(r["end"] for r in client.records() if r["ok"] and r["start"] > took))
 
 
+def member_processes(members: list[TestHost]) -> list[str]:
+    """Processes started for the pair on these hosts (their command lines name its folder)."""
+    markers = [str(h.base_dir / "lb" / "web") for h in members]
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if any(marker in cmdline for marker in markers):
+            found.append(cmdline)
+    return found
+
+
 def failures_between(client: Client, start: float, end: float) -> list[dict[str, Any]]:
     return [r for r in client.records() if not r["ok"] and start <= r["start"] <= end]
 
@@ -258,6 +270,13 @@ def test_pair_moves_its_address_and_never_flaps(hosts: TestHostRun, make_farm: C
         lost = failures_between(client, killed_at, time.time())
         print(f"balancer kill: {len(lost)} failed request(s): {[r['detail'] for r in lost]}")
         assert all(r["start"] < answered_at for r in lost), "failures only of requests sent before the new holder answered"
+
+        # 4. down stops what runs on the members, and the address is gone
+        farm.cli("down", "--timeout", "30")
+        pair_hosts = [by_name["h1"], by_name["h2"]]
+        wait_for(lambda: not member_processes(pair_hosts), 30, "no balancer, watcher or keepalived left on h1 and h2")
+        vip = f"10.213.{run.subnet}.100/"
+        assert not any(vip in run.run_in(h, "ip", "-o", "-4", "addr").stdout for h in pair_hosts)
     finally:
         client.stop()
         shutil.rmtree(log.parent, ignore_errors=True)
