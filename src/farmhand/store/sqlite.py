@@ -52,6 +52,9 @@ forgets its oldest half."""
 NODE_COLUMNS = ("id", "role", "host", "state", "fingerprint", "created_at", "state_since", "port",
                 "pid", "started_at", "restarts", "mark", "on_stop", "killed", "reason", "move_to")
 
+PUT_NODE = f"INSERT OR REPLACE INTO nodes ({', '.join(NODE_COLUMNS)}) VALUES ({', '.join('?' for _ in NODE_COLUMNS)})"
+PUT_ROLE = f"INSERT OR REPLACE INTO roles ({', '.join(ROLE_COLUMNS)}) VALUES ({', '.join('?' for _ in ROLE_COLUMNS)})"
+
 
 class SqliteStore(Store):
     def __init__(self, path: str | Path) -> None:
@@ -117,8 +120,7 @@ class SqliteStore(Store):
         values = (node.id, node.role, node.host, node.state.value, node.fingerprint, node.created_at,
                   node.state_since, node.port, node.pid, node.started_at, node.restarts, node.mark.value,
                   node.on_stop.value, int(node.killed), node.reason, node.move_to)
-        placeholders = ", ".join("?" for _ in NODE_COLUMNS)
-        self._db.execute(f"INSERT OR REPLACE INTO nodes ({', '.join(NODE_COLUMNS)}) VALUES ({placeholders})", values)
+        self._db.execute(PUT_NODE, values)
         previous = self._nodes.get(node.id)
         self._nodes[node.id] = node
         self.version += 1
@@ -152,8 +154,7 @@ class SqliteStore(Store):
 
     def put_role(self, role: RoleState) -> None:
         values = tuple(getattr(role, column) for column in ROLE_COLUMNS)
-        placeholders = ", ".join("?" for _ in ROLE_COLUMNS)
-        self._db.execute(f"INSERT OR REPLACE INTO roles ({', '.join(ROLE_COLUMNS)}) VALUES ({placeholders})", values)
+        self._db.execute(PUT_ROLE, values)
         self._roles[role.name] = role
         self.version += 1
 
