@@ -88,12 +88,14 @@ class DataPlanes:
 
     async def replace(self, name: str, role: RoleSpec) -> DataPlane:
         """A new plane for a changed ``lb`` table, not yet in service: the running one is
-        stopped first (a listener cannot be bound twice); ``restore`` undoes it."""
+        stopped first (a listener cannot be bound twice), unless it hands over in place (a
+        pair: its members keep serving and the address stays); ``restore`` undoes it."""
         running = self.running.get(name)
-        if running is not None:
+        plane = make_data_plane(name, role, self._state_dir)
+        hand_over = getattr(running, "hand_over", None)  # load-balancer pairs change in place
+        if running is not None and not (hand_over is not None and await hand_over(plane)):
             with contextlib.suppress(FarmhandError):
                 await running.stop()
-        plane = make_data_plane(name, role, self._state_dir)
         await plane.ensure_running()
         return plane
 

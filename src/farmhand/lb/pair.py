@@ -157,6 +157,21 @@ class PairDataPlane:
         if errors:
             raise LbError(f"role {self.role}: stopping the pair: {'; '.join(errors)}")
 
+    async def hand_over(self, new: object) -> bool:
+        """A reload changed the lb table: let ``new`` take over in place when it is a pair too.
+        Members it no longer names are stopped; the rest keep running (and the address stays
+        where it is) for ``new.ensure_running`` to adopt, reconfigure live, or restart only
+        where the listener changed. False: the caller stops this pair first."""
+        if not isinstance(new, PairDataPlane):
+            return False
+        self._stopping = True
+        if self._repairing is not None:
+            self._repairing.cancel()
+        leaving = [m for name, m in self.members.items() if name not in new.members]
+        await asyncio.gather(*(m.stop() for m in leaving), return_exceptions=True)
+        await asyncio.gather(*(m.close() for m in self.members.values()), return_exceptions=True)
+        return True
+
     # -- what the controller reads besides the contract ---------------------------------------
 
     def pair_view(self) -> dict[str, Any]:
@@ -240,6 +255,11 @@ class PairDataPlane:
         if holder == self._holder:
             return
         previous, self._holder = self._holder, holder
+        if self._stopping:
+            return  # the pair is being stopped or handed over: its last moves are no news
+        if previous is None and holder is not None:
+            self._events.append(("lb.vip_held", f"role {self.role}: {self.vip} is held by {holder}"))
+            return
         if holder is None:
             self._events.append(("lb.vip_lost", f"role {self.role}: no member holds {self.vip} "
                                  f"(last holder {previous}: {self._why(previous)})"))

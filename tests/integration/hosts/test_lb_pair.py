@@ -8,7 +8,8 @@ requests to the address throughout:
 2. the link returns: the old member comes back as a backup and the address stays put;
 3. a new controller adopts the pair; the active member's balancer is killed: the address
    moves, the balancer is started again where it died, and the address does not come back;
-4. ``down`` stops the members' balancers, watchers and keepalived, and the address is gone.
+4. a reload that changes the lb table keeps the address where it is, with no failure;
+5. ``down`` stops the members' balancers, watchers and keepalived, and the address is gone.
 
 Takeover times are printed (measured from keepalived's own transition stamps), not asserted.
 """
@@ -271,7 +272,16 @@ def test_pair_moves_its_address_and_never_flaps(hosts: TestHostRun, make_farm: C
         print(f"balancer kill: {len(lost)} failed request(s): {[r['detail'] for r in lost]}")
         assert all(r["start"] < answered_at for r in lost), "failures only of requests sent before the new holder answered"
 
-        # 4. down stops what runs on the members, and the address is gone
+        # 4. a reload that changes the lb table changes the pair in place: the address stays
+        reload_at = time.time()
+        farm.file.write_text(farm.file.read_text().replace('server_timeout = "3s"', 'server_timeout = "4s"'))
+        farm.cli("reload")
+        wait_for(lambda: client.successes_after(reload_at) >= 40, 30, "answers after the reload")
+        wait_pair(farm, lambda: holder_is(farm, lambda h: h == spare), 30, f"the status naming {spare} as holder after the reload")
+        assert not any(became_master_after(h, reload_at) for h in (by_name["h1"], by_name["h2"])), "the address moved"
+        assert not failures_between(client, reload_at, time.time()), "no failure across the reload"
+
+        # 5. down stops what runs on the members, and the address is gone
         farm.cli("down", "--timeout", "30")
         pair_hosts = [by_name["h1"], by_name["h2"]]
         wait_for(lambda: not member_processes(pair_hosts), 30, "no balancer, watcher or keepalived left on h1 and h2")

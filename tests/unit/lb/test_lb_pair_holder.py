@@ -76,3 +76,11 @@ def test_nobody_holding_it_is_said(tmp_path: Path) -> None:
     see(p, lb1=MemberView("MASTER", 1.0, "running", True), lb2=MemberView("BACKUP", 1.0, "running", True))
     events = see(p, lb1=MemberView("FAULT", 2.0, "running", True), lb2=MemberView("FAULT", 2.0, "running", True))
     assert events == [("lb.vip_lost", "role web: no member holds 10.213.0.100 (last holder lb1: went FAULT)")]
+
+
+def test_a_first_holder_after_none_is_held_not_moved_and_stopping_says_nothing(tmp_path: Path) -> None:
+    p = plane(tmp_path)
+    assert see(p, lb1=MemberView("BACKUP", 1.0, "running", True), lb2=MemberView("BACKUP", 1.0, "running", True)) == []
+    assert see(p, lb1=MemberView("MASTER", 2.0, "running", True)) == [("lb.vip_held", "role web: 10.213.0.100 is held by lb1")]
+    p._stopping = True
+    assert see(p, lb1=MemberView("STOP", 3.0, "running", True)) == []
