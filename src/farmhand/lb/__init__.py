@@ -14,10 +14,11 @@ Where things live (an engine is a package here plus its line in ``farmhand.regis
   process, the workers' hot path and their pure parts (its docstring lists them);
 - ``haproxy/``: the HAProxy engine: its handle (``haproxy.dataplane``) and its pure config
   and stats parsing (``haproxy.config``).
-- ``pair``, ``placed``, ``keepalived_config``, ``pair_watch``: load-balancer pairs (``hosts``
-  and ``vip`` in the lb table): the handle that fans out to every member, one member on its
-  SSH host (engine, watcher, keepalived), keepalived's generated files, and the watcher that
-  runs beside keepalived on the host.
+- ``pair``, ``placed``, ``keepalived_config``, ``pair_watch``, ``member_call``: load-balancer
+  pairs (``hosts`` and ``vip`` in the lb table): the handle that fans out to every member, one
+  member on its SSH host (engine, watcher, keepalived), keepalived's generated files, the
+  watcher that runs beside keepalived on the host, and the one-call runner that runs an
+  engine's own handle there (HAProxy's: its files and runtime API are local to the host).
 - ``engine`` and ``worker``: only the command-line names of the builtin engine's processes
   (``python -m farmhand.lb.engine``, ``python -m farmhand.lb.worker``), which ``ps`` shows
   and ``owner`` recognises; they call ``main`` in ``builtin/``.

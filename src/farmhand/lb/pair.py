@@ -71,6 +71,7 @@ class PairDataPlane:
         self.role = role
         self.vip = lb.vip_address
         settings = EngineSettings.from_spec(role, lb, health)
+        self.engine = settings.engine
         farm_id = hashlib.sha256(str(Path(state_dir).resolve()).encode()).hexdigest()[:16]  # StateDir.farm_id
         plans = plan_members(role, settings, hosts=lb.hosts, vip=lb.vip, vrrp_id=lb.vrrp_id or default_vrrp_id(role),
                              preempt=lb.preempt, interface=lb.interface, python=lb.python)
@@ -162,8 +163,8 @@ class PairDataPlane:
         Members it no longer names are stopped; the rest keep running (and the address stays
         where it is) for ``new.ensure_running`` to adopt, reconfigure live, or restart only
         where the listener changed. False: the caller stops this pair first."""
-        if not isinstance(new, PairDataPlane):
-            return False
+        if not isinstance(new, PairDataPlane) or new.engine != self.engine:
+            return False  # another engine cannot take this one's listener over: stop first
         self._stopping = True
         if self._repairing is not None:
             self._repairing.cancel()

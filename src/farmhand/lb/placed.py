@@ -144,14 +144,36 @@ class PlacedMember:
 
     # -- the engine ---------------------------------------------------------------------------
 
+    @property
+    def direct(self) -> bool:
+        """The builtin engine is steered through its control socket; other engines through
+        their own handle run on the host, one process per call (lb/member_call.py)."""
+        return self.plan.settings.engine == "builtin"
+
     async def call(self, request: dict[str, Any], timeout: float = CALL_TIMEOUT) -> dict[str, Any]:
         await self.prepare()
+        if not self.direct:
+            return await self._handle_call(request, timeout=timeout + START_TIMEOUT if request["op"] == "ensure" else timeout + 5.0)
         return await self.session.unix_call(self._path("control.sock"), request, timeout)
+
+    async def _handle_call(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+        body = json.dumps({**request, "settings": self.plan.settings.to_json()}).encode()
+        script = f"exec {shlex.quote(self.plan.python)} -m farmhand.lb.member_call {shlex.quote(self.dir or '.')}"
+        result = await self._sh(script, timeout=timeout, input=body)
+        try:
+            answer: dict[str, Any] = json.loads(result.stdout.decode(errors="replace").strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise LbError(f"host {self.host}: {request['op']!r} to the load balancer failed: {_text(result)}") from None
+        if not answer.pop("ok", False):
+            raise LbError(f"host {self.host}: {request['op']!r} to the load balancer failed: {answer.get('error')}")
+        return answer
 
     async def ensure_engine(self) -> bool:
         """Start the engine on the host, or adopt it (True) when it runs with these settings."""
         await self.prepare()
         settings = self.plan.settings
+        if not self.direct:
+            return bool((await self.call({"op": "ensure"}))["adopted"])
         with contextlib.suppress(FarmhandError):
             answer = await self.call({"op": "ping"})
             if list(answer.get("restart_key", [])) == list(settings.restart_key()):
@@ -172,11 +194,20 @@ class PlacedMember:
         return False
 
     async def stop_engine(self) -> None:
+        if not self.direct:
+            await self.call({"op": "stop"}, timeout=20.0)
+            return
         with contextlib.suppress(FarmhandError):
             await self.call({"op": "stop", "grace": min(self.plan.settings.drain_timeout, 10.0)})
         await self._sh(_kill_script(self._path("engine.pid"), wait=15))
 
     # -- keepalived and the watcher -----------------------------------------------------------
+
+    @property
+    def _watched(self) -> bool:
+        """The watcher speaks the builtin engine's control channel and HAProxy's runtime API;
+        other engines rely on keepalived's check (once a second)."""
+        return self.plan.watch and self.plan.settings.engine in ("builtin", "haproxy")
 
     def member_config(self) -> kc.MemberConfig:
         assert self.interface is not None
@@ -184,7 +215,7 @@ class PlacedMember:
             role=self.plan.role, host=self.host, index=self.plan.index, vip=self.plan.vip,
             interface=self.interface, vrrp_id=self.plan.vrrp_id, check_port=self.plan.settings.listen_port,
             check_script=self._path("check"), notify_script=self._path("notify"),
-            state_file=self._path("states"), track_file=self._path("alive") if self.plan.watch else "",
+            state_file=self._path("states"), track_file=self._path("alive") if self._watched else "",
             preempt=self.plan.preempt, advert_int=self.plan.advert_int,
         )
 
@@ -205,9 +236,13 @@ class PlacedMember:
             lines.append(f"chmod {mode:o} {name}.new")
             lines.append(f"if cmp -s {name}.new {name}; then rm -f {name}.new; else mv {name}.new {name}; changed=1; fi")
         python = q(self.plan.python)
-        if self.plan.watch:
-            lines.append(f"setsid -f {python} -m farmhand.lb.pair_watch {q(self._path('control.sock'))} "
-                         f"{q(self._path('alive'))} >>watch.log 2>&1 </dev/null")
+        if self._watched:
+            engine = self.plan.settings.engine
+            sock = self._path("control.sock" if engine == "builtin" else "admin.sock")
+            lines.append(f'w=$(head -n1 watch.pid 2>/dev/null); if [ -n "$w" ] && [ -r /proc/"$w"/cmdline ] && '
+                         f'! grep -qaF {q(sock)} /proc/"$w"/cmdline; then kill "$w"; sleep 0.2; fi')
+            lines.append(f"setsid -f {python} -m farmhand.lb.pair_watch {q(sock)} "
+                         f"{q(self._path('alive'))} {q(engine)} >>watch.log 2>&1 </dev/null")
         lines += [
             'pid=$(cat keepalived.pid 2>/dev/null)',
             'if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then',

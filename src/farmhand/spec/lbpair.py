@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 PAIR_DRIVERS = frozenset({"ssh"})
 """Hosts a pair member may be: keepalived adds and removes an address on the host, so a
 member is a machine of its own (the local machine would hand the controller's address around)."""
-PAIR_ENGINES = frozenset({"builtin"})
+PAIR_ENGINES = frozenset({"builtin", "haproxy"})
 INTERFACE = re.compile(r"[A-Za-z0-9_.:@-]{1,15}")
 
 
@@ -86,7 +86,7 @@ class PairFields(Strict):
         if listen_host not in {vip_address, "0.0.0.0", "::"}:
             raise ValueError(f"listen must be on the vip ({vip_address}:PORT) or 0.0.0.0:PORT, not {listen_host}")
         if getattr(self, "engine", "builtin") not in PAIR_ENGINES:
-            raise ValueError(f"load-balancer pairs run the {', '.join(sorted(PAIR_ENGINES))} engine for now")
+            raise ValueError(f"load-balancer pairs run the {' or '.join(sorted(PAIR_ENGINES))} engine")
         if getattr(self, "gate", None) is not None or getattr(self, "tls", None) is not None:
             raise ValueError("load-balancer pairs do not run the SMTP gate or an HTTPS listener yet")
         return self

@@ -94,7 +94,7 @@ class Client:
             self.process.wait(timeout=10)
 
 
-def farm_text(run: TestHostRun, app: Path) -> str:
+def farm_text(run: TestHostRun, app: Path, engine: str) -> str:
     tables = []
     for host in run.hosts[:3]:
         user = ROOT_USER if host.name in ("h1", "h2") else host.user
@@ -117,6 +117,7 @@ def farm_text(run: TestHostRun, app: Path) -> str:
 
         [roles.web.lb]
         listen = "{vip}:{PORT}"
+        engine = "{engine}"
         hosts = ["h1", "h2"]
         vip = "{vip}/24"
         workers = 1
@@ -177,12 +178,13 @@ def became_master_after(host: TestHost, moment: float) -> float | None:
 
 
 def kill_balancer(host: TestHost) -> None:
-    """kill -9 every process of the member's engine (supervisor and workers: one group)."""
-    marker = str(host.base_dir / "lb" / "web" / "engine.json")
+    """kill -9 every process of the member's balancer (the builtin engine's supervisor and
+    workers, or HAProxy's processes: each a group of its own)."""
+    folder = str(host.base_dir / "lb" / "web")
     groups = set()
     for process in psutil.process_iter(["cmdline"]):
         cmdline = " ".join(process.info["cmdline"] or [])
-        if marker in cmdline and "farmhand.lb.engine" in cmdline:
+        if folder in cmdline and ("farmhand.lb.engine" in cmdline or "haproxy.cfg" in cmdline):
             groups.add(os.getpgid(process.pid))
     assert groups, f"no balancer process found on {host.name}"
     for group in groups:
@@ -210,10 +212,15 @@ def failures_between(client: Client, start: float, end: float) -> list[dict[str,
     return [r for r in client.records() if not r["ok"] and start <= r["start"] <= end]
 
 
-def test_pair_moves_its_address_and_never_flaps(hosts: TestHostRun, make_farm: Callable[..., Farm], app_folder: Path) -> None:
+@pytest.mark.parametrize("engine", ["builtin", "haproxy"])
+def test_pair_moves_its_address_and_never_flaps(hosts: TestHostRun, make_farm: Callable[..., Farm], app_folder: Path,
+                                                engine: str) -> None:
+    if engine == "haproxy" and shutil.which("haproxy") is None:
+        pytest.skip("haproxy is not installed (scripts/bootstrap)")
     run = hosts
     by_name = {h.name: h for h in run.hosts}
-    farm = make_farm(farm_text(run, app_folder))
+    farm = make_farm(farm_text(run, app_folder, engine))
+    print(f"\n{engine}:", end="")
     farm.up()
     farm.wait_ready("web", 2, timeout=60)
     first = wait_for(lambda: holder_is(farm, lambda h: h in ("h1", "h2")), 30, "a member holding the address")
