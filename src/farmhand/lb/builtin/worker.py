@@ -132,15 +132,9 @@ class Worker:
         self.link = await open_link(socket.socket(fileno=link_fd), self.on_message, self.stopping.set)
         listener = socket.socket(fileno=listen_fd)
         server = await loop.create_server(self.protocol_factory(), sock=listener, backlog=1024)
-        servers = [server]
+        servers: list[Any] = [server]
         if tls_fd is not None and self.certificates is not None:
-            from farmhand.lb.builtin.http_proxy import TlsClientSide
-
-            ctx = self.ctx
-            servers.append(await loop.create_server(
-                lambda: TlsClientSide(ctx), sock=socket.socket(fileno=tls_fd), backlog=1024,
-                ssl=self.certificates.outer, ssl_handshake_timeout=ctx.settings.http_request_timeout,
-            ))
+            servers.append(await self.serve_tls(socket.socket(fileno=tls_fd), self.certificates))
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stopping.set)
         sweeper = asyncio.create_task(self.sweep_forever())
@@ -156,6 +150,20 @@ class Worker:
         await self.finish_in_flight()
         sweeper.cancel()
         self.link.close()
+
+    async def serve_tls(self, listener: socket.socket, certificates: Certificates) -> Any:
+        """The HTTPS listener: the engine's own TLS transport (``tls_transport``: OpenSSL
+        reads and writes the socket), or the loop's TLS where ``_ssl`` lacks what it needs."""
+        from farmhand.lb.builtin import tls_transport
+        from farmhand.lb.builtin.http_proxy import TlsClientSide
+
+        ctx = self.ctx
+        loop = asyncio.get_running_loop()
+        timeout = ctx.settings.http_request_timeout
+        if tls_transport.supported():
+            return tls_transport.TlsServer(loop, listener, certificates.outer, lambda: TlsClientSide(ctx), timeout)
+        return await loop.create_server(lambda: TlsClientSide(ctx), sock=listener, backlog=1024,
+                                        ssl=certificates.outer, ssl_handshake_timeout=timeout)
 
     async def finish_in_flight(self) -> None:
         """Close idle clients now, give the busy ones up to ``grace`` seconds, cut the rest."""
