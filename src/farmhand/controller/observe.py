@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Mapping
 
 from farmhand.controller.context import FarmContext, HostStatus
 from farmhand.controller.decide.observed import HostView, NodeSeen, ProcessSeen, World
@@ -70,8 +70,7 @@ class Observer:
         self._view_keys: dict[str, tuple[object, ...]] = {}
         self._version = -1
         self._spec: object = None
-        self._nodes_by_host: dict[str, list[NodeRecord]] = {}
-        self._index_version = -1
+        self._nodes_by_host: dict[str, dict[str, NodeRecord]] = {}
 
     def __repr__(self) -> str:
         return f"<Observer [nodes seen: {len(self._seen)} | hosts: {len(self._by_host)} | volatile: {len(self._volatile)}]>"
@@ -98,12 +97,12 @@ class Observer:
                 self._host_states[name] = status.state
                 dirty.add(name)
         self._version, self._spec = version, ctx.spec
-        by_host = self._index(version)
+        by_host = self._index(changes)
         if everything:
             dirty = set(by_host) | set(listed) | set(self._by_host) | set(self._adoptable) | set(self._strays)
         unchanged = True
         for host in dirty:
-            part, adoptable, strays, volatile = await self._look_at(host, by_host.get(host, ()), listed.get(host))
+            part, adoptable, strays, volatile = await self._look_at(host, by_host.get(host, {}), listed.get(host))
             if self._by_host.get(host, {}) != part or self._adoptable.get(host, []) != adoptable \
                     or self._strays.get(host, []) != strays:
                 unchanged = False
@@ -125,21 +124,33 @@ class Observer:
                      strays=tuple(p for found in self._strays.values() for p in found),
                      start_failures=dict(start_failures))
 
-    def _index(self, version: int) -> dict[str, list[NodeRecord]]:
-        """The store's nodes by host (rebuilt when a node changed)."""
-        if version != self._index_version:
-            self._nodes_by_host = {}
-            for node in self.ctx.store.nodes():
-                self._nodes_by_host.setdefault(node.host, []).append(node)
-            self._index_version = version
-        return self._nodes_by_host
+    def _index(self, changes: list[tuple[str, str]] | None) -> dict[str, dict[str, NodeRecord]]:
+        """The store's nodes by host: the changed ones replaced, or all read again when the
+        store cannot say which changed."""
+        store, by_host = self.ctx.store, self._nodes_by_host
+        if changes is None:
+            by_host.clear()
+            for node in store.nodes():
+                by_host.setdefault(node.host, {})[node.id] = node
+            return by_host
+        for node_id, host in changes:
+            record = store.node(node_id)
+            if record is not None and record.host == host:
+                by_host.setdefault(host, {})[node_id] = record
+                continue
+            on_host = by_host.get(host)
+            if on_host is not None:
+                on_host.pop(node_id, None)
+                if not on_host:
+                    del by_host[host]
+        return by_host
 
-    async def _look_at(self, host_name: str, nodes: Iterable[NodeRecord], running_nodes: dict[str, RunningNode] | None,
+    async def _look_at(self, host_name: str, known: Mapping[str, NodeRecord],
+                       running_nodes: dict[str, RunningNode] | None,
                        ) -> tuple[dict[str, NodeSeen], list[ProcessSeen], list[ProcessSeen], bool]:
-        """What one host's nodes look like now: seen nodes, processes to adopt, strays, and
-        whether the host must be looked at again next tick."""
+        """What one host's nodes (``known``, by id) look like now: seen nodes, processes to
+        adopt, strays, and whether the host must be looked at again next tick."""
         ctx = self.ctx
-        known = {node.id: node for node in nodes}
         adoptable, strays = [], []
         for node_id, running in (running_nodes or {}).items():
             if not running.alive:
