@@ -53,7 +53,7 @@ ACCEPT_BATCH = 64
 
 _WantRead = ssl.SSLWantReadError
 _WantWrite = ssl.SSLWantWriteError
-_Eof = (ssl.SSLZeroReturnError, ssl.SSLEOFError)
+_Eof = ssl.SSLZeroReturnError
 _Broken = (ssl.SSLError, OSError)
 
 HANDSHAKE, OPEN, CLOSING, SHUTDOWN, CLOSED = range(5)
@@ -286,10 +286,12 @@ class TlsTransport(asyncio.Transport):
                 self.read_needs_write = True
                 self._watch()
                 return
-            except _Eof:
+            except _Eof:  # the peer's close_notify
                 self._eof()
                 return
-            except _Broken as error:
+            except _Broken as error:  # SSLEOFError too: a FIN or a reset with no close_notify
+                # (``_ssl`` reports both alike), so the stream may be cut short: no EOF to the
+                # protocol, and no close_notify sent into a connection the peer has left.
                 self._fatal(error)
                 return
             if not data:
@@ -302,8 +304,8 @@ class TlsTransport(asyncio.Transport):
                 return
 
     def _eof(self) -> None:
-        """The peer closed (close_notify or a bare FIN): tell the protocol, then close; a
-        TLS connection cannot stay half open (asyncio's rule too)."""
+        """The peer sent close_notify: tell the protocol, then close; a TLS connection
+        cannot stay half open (asyncio's rule too)."""
         self.reading = False
         try:
             self.protocol.eof_received()
