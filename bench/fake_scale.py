@@ -17,7 +17,9 @@ Printed per phase: wall time, CPU time of this process (% of one core), ticks an
 p50/p95/max durations (wall time), the CPU time this thread spent between a tick's start and
 its end (p50/p95: the tick's own work plus whatever other task the loop ran while the tick
 awaited; on a loaded machine it is the steadier figure), the process's CPU divided by the
-ticks (everything the controller did, health checks included, per tick), RSS. ``--profile`` runs cProfile over the named phases and prints the
+ticks (everything the controller did, health checks included, per tick), the garbage
+collector's pauses (total and the longest: a full collection of a big heap stalls whatever
+tick it falls in), RSS. ``--profile`` runs cProfile over the named phases and prints the
 ``--top`` functions by own time and by cumulative time. The figures are for the next step
 (issue 12: cost that grows with change, not with size); the API and CLI are not exercised.
 """
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import math
 import pstats
 import statistics
@@ -73,6 +76,7 @@ class Phase:
     def __enter__(self) -> Phase:
         self.ticks.clear()
         self.tick_cpu.clear()
+        GC_PAUSES.clear()
         self.wall, self.cpu = time.perf_counter(), time.process_time()
         if self.profiler:
             self.profiler.enable()
@@ -92,12 +96,25 @@ class Phase:
                  f"process CPU per tick {1000 * self.cpu / len(ticks):.1f} ms"
                  if ticks else "no tick")
         rss = psutil.Process().memory_info().rss >> 20
+        pauses = (f"GC pauses {1000 * sum(GC_PAUSES):.0f} ms, longest {1000 * max(GC_PAUSES):.0f} ms"
+                  if GC_PAUSES else "no GC pause")
         print(f"{self.name}: {self.wall:.2f} s wall, CPU {100 * self.cpu / self.wall:.0f}% of a core; "
-              f"{shown}; RSS {rss} MiB{extra}")
+              f"{shown}; {pauses}; RSS {rss} MiB{extra}")
         if self.profiler:
             for key in ("tottime", "cumulative"):
                 print(f"--- {self.name}: top {top} by {key}")
                 pstats.Stats(self.profiler, stream=sys.stdout).strip_dirs().sort_stats(key).print_stats(top)
+
+
+GC_PAUSES: list[float] = []
+_gc_started = [0.0]
+
+
+def _gc_timer(phase: str, info: dict[str, int]) -> None:
+    if phase == "start":
+        _gc_started[0] = time.perf_counter()
+    else:
+        GC_PAUSES.append(time.perf_counter() - _gc_started[0])
 
 
 def _p95(values: list[float]) -> float:
@@ -183,4 +200,5 @@ if __name__ == "__main__":
     parser.add_argument("--profile", default="")
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for convergence")
+    gc.callbacks.append(_gc_timer)
     asyncio.run(main(parser.parse_args()))
