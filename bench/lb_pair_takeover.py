@@ -1,7 +1,7 @@
 """Takeover time of a load-balancer pair (issue 14): how long the floating address is gone
 when the active member's link is cut, and when its balancer is killed with -9.
 
-    sudo .venv/bin/python bench/lb_pair_takeover.py [--trials 20]
+    sudo .venv/bin/python bench/lb_pair_takeover.py [--trials 20] [--engine builtin|haproxy]
 
 Four test hosts (network namespaces on a bridge, tests/testhosts.py): h1 and h2 run the
 pair (farmhand's ``PairDataPlane``: builtin engine + watcher + keepalived on each, over SSH),
@@ -68,7 +68,7 @@ def wait(condition: Callable[[], Any], timeout: float, what: str) -> Any:
     raise TimeoutError(f"{what} within {timeout}s")
 
 
-def farm_text(run: TestHostRun, role: str, vrrp_id: int) -> str:
+def farm_text(run: TestHostRun, role: str, vrrp_id: int, engine: str) -> str:
     tables = []
     for host in run.hosts[:2]:
         fields = host.spec_fields(user=ROOT_USER)
@@ -80,6 +80,7 @@ def farm_text(run: TestHostRun, role: str, vrrp_id: int) -> str:
 command = "unused {{port}}"
 [roles.{role}.lb]
 listen = "{vip}:{PORT}"
+engine = "{engine}"
 hosts = ["h1", "h2"]
 vip = "{vip}/24"
 vrrp_id = {vrrp_id}
@@ -110,10 +111,10 @@ def state_after(host: TestHost, role: str, wanted: str, moment: float) -> float 
 
 
 def kill_balancer(host: TestHost, role: str) -> None:
-    marker = str(host.base_dir / "lb" / role / "engine.json")
+    folder = str(host.base_dir / "lb" / role)
     for process in psutil.process_iter(["cmdline"]):
         cmdline = " ".join(process.info["cmdline"] or [])
-        if marker in cmdline and "farmhand.lb.engine" in cmdline:
+        if folder in cmdline and ("farmhand.lb.engine" in cmdline or "haproxy.cfg" in cmdline):
             try:
                 os.killpg(os.getpgid(process.pid), signal.SIGKILL)
             except ProcessLookupError:
@@ -156,9 +157,10 @@ def summary(rows: list[dict[str, float]]) -> dict[str, float]:
             "failed_total": sum(r["failed"] for r in rows), "failed_max": max(r["failed"] for r in rows)}
 
 
-async def measure(run: TestHostRun, variant: str, vrrp_id: int, trials: int, state_dir: Path) -> dict[str, Any]:
+async def measure(run: TestHostRun, variant: str, vrrp_id: int, trials: int, state_dir: Path,
+                  engine: str) -> dict[str, Any]:
     role = f"bench{vrrp_id}"
-    spec = parse_farm(farm_text(run, role, vrrp_id))
+    spec = parse_farm(farm_text(run, role, vrrp_id, engine))
     lb = spec.roles[role].lb
     assert lb is not None
     plane = PairDataPlane(role, lb, None, state_dir)
@@ -191,7 +193,7 @@ async def measure(run: TestHostRun, variant: str, vrrp_id: int, trials: int, sta
         await plane.stop()
 
 
-async def main(trials: int) -> None:
+async def main(trials: int, engine: str) -> None:
     run = create_run(4, root_login=True)
     state_dir = Path(tempfile.mkdtemp(prefix="fh-pair-bench-"))
     app = subprocess.Popen(["ip", "netns", "exec", run.hosts[2].netns, sys.executable, str(APP),  # noqa: ASYNC220
@@ -200,8 +202,8 @@ async def main(trials: int) -> None:
     try:
         figures = {}
         for vrrp_id, variant in ((61, "farmhand"), (62, "keepalived defaults")):
-            figures[variant] = await measure(run, variant, vrrp_id, trials, state_dir)
-        print(json.dumps({"machine": platform.node(), "cpus": os.cpu_count(), "load": os.getloadavg(),
+            figures[variant] = await measure(run, variant, vrrp_id, trials, state_dir, engine)
+        print(json.dumps({"engine": engine, "machine": platform.node(), "cpus": os.cpu_count(), "load": os.getloadavg(),
                           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "trials": trials,
                           "figures": figures}, indent=2))
     finally:
@@ -214,4 +216,6 @@ async def main(trials: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=20)
-    asyncio.run(main(parser.parse_args().trials))
+    parser.add_argument("--engine", choices=["builtin", "haproxy"], default="builtin")
+    arguments = parser.parse_args()
+    asyncio.run(main(arguments.trials, arguments.engine))

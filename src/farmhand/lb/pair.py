@@ -14,7 +14,7 @@ that answers) plus ``"pair"``::
 
     "pair": {"vip": "10.213.0.100", "holder": "lb2" | None,
              "members": {"lb1": {"state": "MASTER" | "BACKUP" | "FAULT" | "STOP" | "unknown",
-                                 "since": float | None, "balancer": "running" | "down",
+                                 "since": float | None, "balancer": "running" | "down" | "unknown",
                                  "reachable": bool, "error": str | None}, ...}}
 
 Moves of the address become events (``take_events``): who holds it now, since when, and why
@@ -128,8 +128,8 @@ class PairDataPlane:
             view = self.views[name]
             view.reachable = not isinstance(states, BaseException)
             if isinstance(stat, BaseException):
-                view.balancer = "down"
-                view.error = str(stat)
+                view.balancer = "down" if view.reachable else "unknown"
+                view.error = str(stat) or type(stat).__name__
                 self._healthy.discard(name)
             else:
                 view.balancer = "running"
