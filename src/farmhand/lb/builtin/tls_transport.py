@@ -50,6 +50,8 @@ CLOSE_TIMEOUT = 5.0
 """Seconds a closing connection may take to flush its last bytes and close_notify."""
 ACCEPT_BATCH = 64
 """Connections accepted per readable event of the listener (the rest on the next one)."""
+ACCEPT_PAUSE = 1.0
+"""Seconds the listener rests after accept failed for want of descriptors or memory."""
 
 _WantRead = ssl.SSLWantReadError
 _WantWrite = ssl.SSLWantWriteError
@@ -89,14 +91,22 @@ class TlsServer:
         for _ in range(ACCEPT_BATCH):
             try:
                 sock, peer = listener.accept()
-            except (BlockingIOError, InterruptedError):
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                 return
-            except OSError:  # ECONNABORTED, EMFILE...: this one is lost, the listener goes on
+            except OSError:
+                # Out of descriptors or memory: the listener would stay readable and spin;
+                # wait a while as asyncio's servers do, queued clients wait in the backlog.
+                self.loop.remove_reader(listener.fileno())
+                self.loop.call_later(ACCEPT_PAUSE, self._resume)
                 return
             try:
                 TlsTransport(self, sock, peer)
             except _Broken:
                 sock.close()
+
+    def _resume(self) -> None:
+        if self.serving:
+            self.loop.add_reader(self.listener.fileno(), self._accept)
 
     def close(self) -> None:
         """Stop accepting (connections already open carry on)."""
@@ -135,14 +145,15 @@ class TlsTransport(asyncio.Transport):
         self.high = HIGH_WATER
         self.low = LOW_WATER
         sock.setblocking(False)
-        if sock.family != socket.AF_UNIX:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # ``_wrap_socket`` is what ``SSLContext.wrap_socket`` calls under ``SSLSocket``; the
         # owner (this transport) is what the SNI callback receives.
         self.ssl = server.context._wrap_socket(  # type: ignore[attr-defined]
             sock, server_side=True, server_hostname=None, owner=self, session=None)
         self.timer: asyncio.TimerHandle | None = loop.call_later(server.handshake_timeout, self._expired)
-        self._handshake()
+        # The ClientHello rarely arrives with the accept: wait for it rather than have OpenSSL
+        # try a read first (a failed recv and an exception object per connection).
+        self._watch_handshake(True)
 
     # -- what the SNI callback and ``get_extra_info`` read
     @property
@@ -207,8 +218,12 @@ class TlsTransport(asyncio.Transport):
             return
         self._cancel_timer()
         self.state = OPEN
-        self.protocol = protocol = self.server.protocol_factory()
-        protocol.connection_made(self)
+        try:
+            self.protocol = protocol = self.server.protocol_factory()
+            protocol.connection_made(self)
+        except BaseException as error:
+            self._finish(error)
+            raise
         if self.state == OPEN:
             self._watch()
             if self.reading and self.ssl.pending():  # bytes OpenSSL read along with the handshake
@@ -297,7 +312,11 @@ class TlsTransport(asyncio.Transport):
             if not data:
                 self._eof()
                 return
-            self.protocol.data_received(data)
+            try:
+                self.protocol.data_received(data)
+            except BaseException as error:  # the protocol broke: cut, and let the loop log it
+                self._finish(error)
+                raise
             # More plaintext already inside OpenSSL (a record longer than what was read)
             # never makes the descriptor readable again: take it now.
             if self.state != OPEN or not self.reading or not sslobj.pending():
