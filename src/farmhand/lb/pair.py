@@ -82,6 +82,10 @@ class PairDataPlane:
         self._repairing: asyncio.Task[None] | None = None
         self._holder: str | None = None
         self._holder_known = False
+        self._last_holder: str | None = None
+        self._let_go = "unknown"
+        """Why the last holder let the address go, as seen when it did."""
+        self._unheld_reads = 0
         self._events: list[tuple[str, str]] = []
         self._stopping = False
         """Set by ``stop``: a stats read still in flight must not repair (restart) a member
@@ -243,32 +247,41 @@ class PairDataPlane:
 
     def _follow_holder(self) -> None:
         """Who holds the address now (the reachable member whose last transition is MASTER),
-        and an event when it moved."""
+        and an event when it moved. A read may fall in the tenth of a second between the old
+        holder's FAULT and the new one's MASTER: the move is still told as a move from the
+        last holder (with why it let go), and "nobody holds it" only when a second read agrees."""
         masters = [n for n, v in self.views.items() if v.reachable and v.state == "MASTER"]
         holder = max(masters, key=lambda n: self.views[n].since or 0.0) if masters else None
         if holder is None and self._holder is not None and not self.views[self._holder].reachable:
             return  # the holder is out of reach and nobody else says MASTER yet: keep what we knew
         if not self._holder_known:
-            self._holder_known, self._holder = True, holder
+            self._holder_known, self._holder, self._last_holder = True, holder, holder
             if holder is not None:
                 self._events.append(("lb.vip_held", f"role {self.role}: {self.vip} is held by {holder}"))
             return
-        if holder == self._holder:
-            return
         previous, self._holder = self._holder, holder
+        if holder is None:
+            if previous is not None:
+                self._let_go = self._why(previous)
+                self._unheld_reads = 0
+            self._unheld_reads += 1
+            if self._unheld_reads == 2 and not self._stopping:
+                self._events.append(("lb.vip_lost", f"role {self.role}: no member holds {self.vip} "
+                                     f"(last holder {self._last_holder}: {self._let_go})"))
+            return
+        if holder == previous:
+            return
+        last, self._last_holder = self._last_holder, holder
+        reason = self._why(previous) if previous is not None else self._let_go
         if self._stopping:
             return  # the pair is being stopped or handed over: its last moves are no news
-        if previous is None and holder is not None:
-            self._events.append(("lb.vip_held", f"role {self.role}: {self.vip} is held by {holder}"))
-            return
-        if holder is None:
-            self._events.append(("lb.vip_lost", f"role {self.role}: no member holds {self.vip} "
-                                 f"(last holder {previous}: {self._why(previous)})"))
+        if last is None or last == holder:
+            again = " again" if last == holder else ""
+            self._events.append(("lb.vip_held", f"role {self.role}: {self.vip} is held by {holder}{again}"))
             return
         since = self.views[holder].since
         took = f" at {since:.3f}" if since else ""
-        reason = f"; {previous} {self._why(previous)}" if previous else ""
-        self._events.append(("lb.vip_moved", f"role {self.role}: {self.vip} moved to {holder}{took}{reason}"))
+        self._events.append(("lb.vip_moved", f"role {self.role}: {self.vip} moved to {holder}{took}; {last} {reason}"))
 
     def _why(self, name: str | None) -> str:
         if name is None:

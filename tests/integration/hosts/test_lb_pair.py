@@ -151,8 +151,10 @@ def member_back(farm: Farm, name: str) -> dict[str, Any] | None:
     return pair if ok else None
 
 
-def wait_pair(farm: Farm, condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    """wait_for, and on failure the pair as the status shows it (what the test was waiting on)."""
+def wait_pair(farm: Farm, condition: Callable[[], Any], timeout: float, what: str,
+              members: list[TestHost] | None = None) -> Any:
+    """wait_for, and on failure the pair as the status shows it (what the test was waiting on)
+    and the end of each member's keepalived log."""
     try:
         return wait_for(condition, timeout, what)
     except AssertionError as error:
@@ -160,7 +162,12 @@ def wait_pair(farm: Farm, condition: Callable[[], Any], timeout: float, what: st
             seen: Any = pair_row(farm)
         except Exception as status_error:  # noqa: BLE001 - a detail for the message
             seen = status_error
-        raise AssertionError(f"{error}; the pair: {seen}") from None
+        logs = ""
+        for host in members or []:
+            log = host.base_dir / "lb" / "web" / "keepalived.log"
+            tail = log.read_text(errors="replace").splitlines()[-25:] if log.exists() else []
+            logs += f"\n--- {host.name} keepalived.log\n" + "\n".join(tail)
+        raise AssertionError(f"{error}; the pair: {seen}{logs}") from None
 
 
 def states(host: TestHost) -> list[tuple[float, str]]:
@@ -226,7 +233,8 @@ def test_pair_moves_its_address_and_never_flaps(hosts: TestHostRun, make_farm: C
     first = wait_for(lambda: holder_is(farm, lambda h: h in ("h1", "h2")), 30, "a member holding the address")
     active = first["holder"]
     other = "h2" if active == "h1" else "h1"
-    wait_pair(farm, lambda: member_back(farm, other), 30, f"{other} as a backup with its balancer running")
+    wait_pair(farm, lambda: member_back(farm, other), 30, f"{other} as a backup with its balancer running",
+              [by_name["h1"], by_name["h2"]])
 
     log = Path(tempfile.mkdtemp(prefix="fh-pair-client-")) / "client.jsonl"
     client = Client(run, by_name["h4"], f"http://10.213.{run.subnet}.100:{PORT}/", log)
@@ -251,7 +259,8 @@ def test_pair_moves_its_address_and_never_flaps(hosts: TestHostRun, make_farm: C
 
         # 2. the link is back: the old member returns as a backup; the address stays
         farm.up()  # a new controller adopts the pair
-        wait_pair(farm, lambda: member_back(farm, active), 60, f"{active} back as a backup")
+        wait_pair(farm, lambda: member_back(farm, active), 60, f"{active} back as a backup",
+                  [by_name["h1"], by_name["h2"]])
         assert pair_row(farm)["holder"] == other
         assert became_master_after(by_name[active], restored_at) is None, "the old holder took the address back"
         events = farm.events()
@@ -267,7 +276,8 @@ def test_pair_moves_its_address_and_never_flaps(hosts: TestHostRun, make_farm: C
         wait_for(lambda: client.successes_after(took) >= 5, 30, "answers through the new holder")
         answered_at = first_answer_after(client, took)
         print(f"balancer kill: the client's first answer through {spare} {answered_at - killed_at:.3f}s after the kill")
-        wait_pair(farm, lambda: member_back(farm, holder), 60, f"{holder}'s balancer started again, {holder} a backup")
+        wait_pair(farm, lambda: member_back(farm, holder), 60, f"{holder}'s balancer started again, {holder} a backup",
+                  [by_name["h1"], by_name["h2"]])
         wait_pair(farm, lambda: holder_is(farm, lambda h: h == spare), 30, f"the status naming {spare} as holder")
         events = farm.events()
         assert any(e["kind"] == "lb.member_restarted" and holder in e["message"] for e in events), events[-10:]

@@ -71,11 +71,20 @@ def test_the_old_holder_back_as_backup_moves_nothing(tmp_path: Path) -> None:
     assert p.pair_view()["holder"] == "lb2"
 
 
-def test_nobody_holding_it_is_said(tmp_path: Path) -> None:
+def test_nobody_holding_it_is_said_when_a_second_read_agrees(tmp_path: Path) -> None:
     p = plane(tmp_path)
     see(p, lb1=MemberView("MASTER", 1.0, "running", True), lb2=MemberView("BACKUP", 1.0, "running", True))
-    events = see(p, lb1=MemberView("FAULT", 2.0, "running", True), lb2=MemberView("FAULT", 2.0, "running", True))
-    assert events == [("lb.vip_lost", "role web: no member holds 10.213.0.100 (last holder lb1: went FAULT)")]
+    assert see(p, lb1=MemberView("FAULT", 2.0, "running", True), lb2=MemberView("FAULT", 2.0, "running", True)) == []
+    assert see(p) == [("lb.vip_lost", "role web: no member holds 10.213.0.100 (last holder lb1: went FAULT)")]
+    assert see(p, lb1=MemberView("MASTER", 3.0, "running", True)) == [("lb.vip_held", "role web: 10.213.0.100 is held by lb1 again")]
+
+
+def test_a_read_between_fault_and_master_still_tells_a_move(tmp_path: Path) -> None:
+    p = plane(tmp_path)
+    see(p, lb1=MemberView("MASTER", 1.0, "running", True), lb2=MemberView("BACKUP", 1.0, "running", True))
+    assert see(p, lb1=MemberView("FAULT", 2.0, "down", True)) == []
+    events = see(p, lb2=MemberView("MASTER", 2.1, "running", True))
+    assert events == [("lb.vip_moved", "role web: 10.213.0.100 moved to lb2 at 2.100; lb1 lost its load balancer")]
 
 
 def test_a_first_holder_after_none_is_held_not_moved_and_stopping_says_nothing(tmp_path: Path) -> None:
