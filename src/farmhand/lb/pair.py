@@ -15,7 +15,8 @@ that answers) plus ``"pair"``::
     "pair": {"vip": "10.213.0.100", "holder": "lb2" | None,
              "members": {"lb1": {"state": "MASTER" | "BACKUP" | "FAULT" | "STOP" | "unknown",
                                  "since": float | None, "balancer": "running" | "down" | "unknown",
-                                 "reachable": bool, "error": str | None}, ...}}
+                                 "reachable": bool, "error": str | None,
+                                 "holds_vip": bool | None}, ...}}
 
 Moves of the address become events (``take_events``): who holds it now, since when, and why
 the last holder let go (its balancer stopped, its host went out of reach, or it went FAULT).
@@ -53,10 +54,17 @@ class MemberView:
     balancer: str = "unknown"
     reachable: bool = False
     error: str | None = None
+    holds: bool | None = None
+    """Whether the address is on the member's interface (None: not read yet)."""
 
     def to_json(self) -> dict[str, Any]:
         return {"state": self.state, "since": self.since, "balancer": self.balancer,
-                "reachable": self.reachable, "error": self.error}
+                "reachable": self.reachable, "error": self.error, "holds_vip": self.holds}
+
+    @property
+    def holding(self) -> bool:
+        """Holds the address: by the interface when read, else by keepalived's last state."""
+        return self.reachable and (self.holds if self.holds is not None else self.state == "MASTER")
 
 
 class PairDataPlane:
@@ -139,9 +147,11 @@ class PairDataPlane:
                 view.balancer = "running"
                 view.error = None
                 stats_by[name] = stat
-            if not isinstance(states, BaseException) and states:
-                view.state, view.since = states[-1].state, states[-1].at
-            elif isinstance(states, BaseException):
+            if not isinstance(states, BaseException):
+                transitions, view.holds = states
+                if transitions:
+                    view.state, view.since = transitions[-1].state, transitions[-1].at
+            else:
                 view.error = view.error or str(states)
         self._follow_holder()
         self._repair_soon()
@@ -250,7 +260,7 @@ class PairDataPlane:
         and an event when it moved. A read may fall in the tenth of a second between the old
         holder's FAULT and the new one's MASTER: the move is still told as a move from the
         last holder (with why it let go), and "nobody holds it" only when a second read agrees."""
-        masters = [n for n, v in self.views.items() if v.reachable and v.state == "MASTER"]
+        masters = [n for n, v in self.views.items() if v.holding]
         holder = max(masters, key=lambda n: self.views[n].since or 0.0) if masters else None
         if holder is None and self._holder is not None and not self.views[self._holder].reachable:
             return  # the holder is out of reach and nobody else says MASTER yet: keep what we knew

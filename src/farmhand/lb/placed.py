@@ -43,6 +43,7 @@ START_TIMEOUT = 30.0
 CALL_TIMEOUT = 3.0
 KEEPALIVED = "keepalived"
 NOT_ROOT = 64
+HOLDS_MARK = "--farmhand-addresses--"
 
 
 class MemberSession(SshSession):
@@ -257,12 +258,16 @@ class PlacedMember:
         if result.exit_status != 0:
             raise LbError(f"host {self.host}: cannot start keepalived: {_text(result)}")
 
-    async def transitions(self, lines: int = 50) -> list[kc.Transition]:
-        """keepalived's last transitions on this member, oldest first."""
+    async def transitions(self, lines: int = 50) -> tuple[list[kc.Transition], bool]:
+        """keepalived's last transitions on this member, oldest first, and whether the
+        address is on its interface now (the truth when a notify line was lost)."""
         await self.prepare()
-        result = await self._sh(f"tail -n {int(lines)} {shlex.quote(self._path('states'))} 2>/dev/null; exit 0",
-                                timeout=CALL_TIMEOUT)
-        return kc.parse_states(result.stdout.decode(errors="replace"))
+        vip = kc_vip_address(self.plan.vip)
+        script = (f"tail -n {int(lines)} {shlex.quote(self._path('states'))} 2>/dev/null; echo {HOLDS_MARK}; "
+                  f"ip -o -4 addr show dev {shlex.quote(self.interface or 'lo')} 2>/dev/null; exit 0")
+        result = await self._sh(script, timeout=CALL_TIMEOUT)
+        states, _, addresses = result.stdout.decode(errors="replace").partition(HOLDS_MARK)
+        return kc.parse_states(states), f" {vip}/" in addresses
 
     async def stop(self) -> None:
         """Stop keepalived (it drops the address), the watcher and the engine."""
