@@ -39,6 +39,8 @@ from farmhand.records import Health
 from farmhand.spec.models import HealthSpec
 
 STARTING_RETRY = 0.2
+FRESH = CheckState()
+SHARED_STATES = 1000
 WHEEL_STEP = 0.02
 """Simulated checks that fall due within this many seconds run together (one wake-up)."""
 
@@ -74,6 +76,9 @@ class HealthMonitor:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._changed: set[str] = set()
+        self._shared: dict[CheckState, CheckState] = {}
+        """One object per distinct state (kept without its check count), so 10,000 healthy
+        nodes hold a handful of states rather than 10,000 that the collector walks."""
 
     def __repr__(self) -> str:
         return f"<HealthMonitor [checking: {len(self._targets)} | tasks: {len(self._tasks)}]>"
@@ -103,7 +108,7 @@ class HealthMonitor:
             if target is None:
                 continue
             self._targets[node_id] = target
-            self._states[node_id] = CheckState()
+            self._states[node_id] = FRESH
             self._counts[node_id] = 0
             self._changed.add(node_id)
             if target.driver.simulated:
@@ -157,7 +162,10 @@ class HealthMonitor:
         after = after_check(before, ok, detail, in_grace=in_grace, rise=spec.rise, fall=spec.fall)
         if after.detail != before.detail or after.status != before.status:
             self._changed.add(node_id)
-        self._states[node_id] = after
+        after = dataclasses.replace(after, checks=0)  # counted apart (``state`` puts it back)
+        if len(self._shared) > SHARED_STATES:
+            self._shared.clear()  # details vary without bound (a changing error text): start afresh
+        self._states[node_id] = self._shared.setdefault(after, after)
         if after.status != before.status:
             self._on_change()
         return after.status

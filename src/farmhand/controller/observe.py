@@ -35,8 +35,9 @@ fails while nothing happens on it, which its driver's mark cannot see (the fake 
 ``cut`` can: a cut host says no mark and is asked every tick). Asking every host in turn
 costs a tenth of a tick at rest at 1,000 hosts if the turn comes every few seconds, which is
 why it comes this seldom."""
-Kept = dict[str, tuple[object, dict[str, RunningNode], float]]
-"""Per host: its driver's listing mark, the listing, when to ask again regardless."""
+Kept = dict[str, tuple[object, float]]
+"""Per host: its driver's listing mark when last listed, and when to ask again regardless. The
+listing itself is not kept: only a host looked at again needs one, and such a host is asked."""
 
 
 class Observer:
@@ -57,7 +58,6 @@ class Observer:
         self.ctx, self.planes = ctx, planes
         self.unchanged = False
         self._marks: Kept = {}
-        """A host's listing kept with its driver's mark, while the mark holds."""
         self._draws = random.Random(0)
         self._seen: dict[str, NodeSeen] = {}
         self._by_host: dict[str, dict[str, NodeSeen]] = {}
@@ -90,7 +90,7 @@ class Observer:
                 dirty.add(node.host)
         # a host about to be acted on is asked now whatever its mark says, so one that stopped
         # answering is found before anything waits on it
-        listed, fresh = await _list_hosts(ctx, now, self._marks, self._draws, dirty)
+        listed, fresh = await _list_hosts(ctx, now, self._marks, self._draws, None if everything else dirty)
         dirty |= fresh
         for name, status in ctx.hosts.items():
             if self._host_states.get(name) != status.state:
@@ -217,15 +217,15 @@ def _put(where: dict[str, list[ProcessSeen]], host: str, found: list[ProcessSeen
         where.pop(host, None)
 
 
-async def _list_hosts(ctx: FarmContext, now: float, marks: Kept, draws: random.Random, ask: set[str],
+async def _list_hosts(ctx: FarmContext, now: float, marks: Kept, draws: random.Random, ask: set[str] | None,
                       ) -> tuple[dict[str, dict[str, RunningNode]], set[str]]:
-    """Listings of the hosts that answer, and which of them may have changed this tick. A
-    host that is up is asked inline (bounded by LIST_TIMEOUT) unless its driver's mark says
-    its listing is the one in ``marks``, it was asked recently (REFRESH_SHARE) and it is not
-    in ``ask``; one that is not up is probed in the background, so a dead or misconfigured
+    """Listings of the hosts asked, and which of them may have changed this tick. A host that
+    is up is asked inline (bounded by LIST_TIMEOUT) unless its driver's mark is the one in
+    ``marks``, it was asked recently (REFRESH_SHARE) and it is not in ``ask`` (None: ask
+    every host); one that is not up is probed in the background, so a dead or misconfigured
     host never slows the ticks of the others."""
     listed: dict[str, dict[str, RunningNode]] = {}
-    inline = []
+    inline, skipped = [], set()
     before: dict[str, object] = {}
     for name, driver in ctx.drivers.items():
         status = ctx.hosts.get(name)
@@ -236,8 +236,8 @@ async def _list_hosts(ctx: FarmContext, now: float, marks: Kept, draws: random.R
             continue
         kept = marks.get(name)
         if kept is not None and kept[0] == driver.listing_mark():
-            if now < kept[2] and name not in ask:
-                listed[name] = kept[1]
+            if now < kept[1] and ask is not None and name not in ask:
+                skipped.add(name)  # nothing new, not about to be acted on, not its turn
                 continue
             before[name] = kept[0]
         inline.append(name)
@@ -248,7 +248,7 @@ async def _list_hosts(ctx: FarmContext, now: float, marks: Kept, draws: random.R
     outcomes: dict[str, object] = dict(zip(inline, results, strict=True))
     for name in ctx.drivers:
         status = ctx.hosts[name]
-        if name in outcomes or name in listed:
+        if name in outcomes or name in skipped:
             continue
         probe = status.probe
         if probe is None:
@@ -286,7 +286,7 @@ async def _marked_list(ctx: FarmContext, name: str, marks: Kept, timeout: float,
     mark = driver.listing_mark()
     listing = await _bounded_list(ctx, name, timeout)
     if mark is not None and all(running.alive for running in listing.values()):
-        marks[name] = (mark, listing, refresh_at)
+        marks[name] = (mark, refresh_at)
     else:
         marks.pop(name, None)
     return listing
