@@ -107,3 +107,17 @@ def test_a_balancer_that_cannot_listen_shows_as_broken_with_its_reason() -> None
     status_tables(console, {"farm": "demo", "time": 0, "nodes": [], "hosts": [],
                             "roles": [{**broken, "wanted": 1, "running": 1, "healthy": 1}]})
     assert "broken: address in use by pid 7" in console.export_text()
+
+
+def test_a_balancer_pair_says_who_holds_its_address_and_which_member_is_in_trouble() -> None:
+    pair = {"vip": "10.213.0.100", "holder": "lb2",
+            "members": {"lb1": {"state": "BACKUP", "balancer": "running", "reachable": True},
+                        "lb2": {"state": "MASTER", "balancer": "running", "reachable": True},
+                        "lb3": {"state": "FAULT", "balancer": "down", "reachable": True}}}
+    role = {"name": "web", "lb": "10.213.0.100:80", "lb_state": "listening", "lb_pair": pair}
+    text = lb_text(role)
+    assert str(text) == "10.213.0.100:80\n10.213.0.100 on lb2; lb1 backup, lb3 fault balancer down"
+    assert any(span.style == "red" and str(text)[span.start:span.end] == "lb3 fault balancer down"
+               for span in text.spans)  # type: ignore[union-attr]
+    nobody = {**pair, "holder": None, "members": {"lb1": {"state": "unknown", "reachable": False}}}
+    assert str(lb_text({**role, "lb_pair": nobody})).endswith("10.213.0.100 held by no member; lb1 unknown out of reach")

@@ -65,7 +65,36 @@ def lb_text(role: dict[str, Any]) -> Text | str:
         return text
     stats = role.get("lb_stats") or {}
     rate = stats.get("requests_per_s")
-    return f"{role['lb']}  {rate:.0f} req/s" if isinstance(rate, (int, float)) else str(role["lb"])
+    text = Text(f"{role['lb']}  {rate:.0f} req/s" if isinstance(rate, (int, float)) else str(role["lb"]))
+    pair = role.get("lb_pair")
+    if isinstance(pair, dict):
+        text.append("\n")
+        text.append_text(pair_text(pair))
+    return text
+
+
+def pair_text(pair: dict[str, Any]) -> Text:
+    """A load-balancer pair in one line: "10.213.0.100 on lb2; lb1 backup", with a member in
+    trouble (balancer down, out of reach, FAULT) in red and no holder at all in bold red."""
+    holder = pair.get("holder")
+    text = Text(f"{pair.get('vip')} ")
+    if holder:
+        text.append(f"on {holder}", style="green")
+    else:
+        text.append("held by no member", style="bold red")
+    members = pair.get("members")
+    others = [(name, m if isinstance(m, dict) else {}) for name, m in members.items() if name != holder] \
+        if isinstance(members, dict) else []
+    for index, (name, member) in enumerate(others):
+        text.append("; " if index == 0 else ", ")
+        words = [name, str(member.get("state") or "unknown").lower()]
+        if member.get("balancer") not in (None, "running"):
+            words.append(f"balancer {member['balancer']}")
+        if member.get("reachable") is False:
+            words.append("out of reach")
+        troubled = len(words) > 2 or member.get("state") == "FAULT"
+        text.append(" ".join(words), style="red" if troubled else "")
+    return text
 
 
 METRIC_FORMATS = {"cpu": "{:.0f}% cpu", "rss_mb": "{:.0f} MB", "requests_per_s": "{:.0f} req/s",

@@ -1,14 +1,14 @@
 """The controller's short memory of every metric, and the sampling that fills it.
 
-``MetricsWindow`` keeps (time, value) series per role and per node for the last few minutes,
-in memory only: enough for the autoscaling policies (stabilization windows, threshold
-durations) and for the dashboard's charts, and nothing worth persisting (after a restart the
-autoscaler holds counts until it has seen fresh samples anyway).
+``MetricsWindow`` keeps (time, value) series per role for the last few minutes and each
+node's latest values, in memory only: enough for the autoscaling policies (stabilization
+windows, threshold durations) and for the dashboard's charts, and nothing worth persisting
+(after a restart the autoscaler holds counts until it has seen fresh samples anyway).
 
 ``MetricsSampler`` takes one sample of everything: per node CPU %, RSS and connections
 (``Driver.node_metrics``; connections only while a role's autoscale policy names them, since
-counting them is the costly part on a local host, see ``wanted_node_metrics``), per host the load average (``Driver.host_metrics``), per role what
-its load balancer says (``DataPlanes.stats``, typed ``PlaneStats``), and external metrics (a
+counting them is the costly part on a local host, see ``wanted_node_metrics``), per host the
+load average (``Driver.host_metrics``), per role what its load balancer says (``DataPlanes.stats``, typed ``PlaneStats``), and external metrics (a
 Prometheus text endpoint or a command). Which figure each metric takes from a sample is the
 reader ``farmhand.registry.METRICS`` names (``controller/readings.py``). Every source is bounded in time and read
 defensively: a missing key, a silent host or a failing command leaves that metric out of the
@@ -99,7 +99,10 @@ class MetricsWindow:
     def __init__(self, horizon: float = HORIZON) -> None:
         self.horizon = horizon
         self.roles: dict[str, dict[str, Series]] = defaultdict(dict)
-        self.nodes: dict[str, dict[str, Series]] = defaultdict(dict)
+        self.nodes: dict[str, dict[str, tuple[float, float]]] = {}
+        """Per node only each metric's latest (time, value): nothing reads a node's history,
+        and at 10,000 nodes a series (a deque and its object) per metric per node was the
+        largest part of what the garbage collector walked, which set a storm tick's p95."""
         self._measured_over: dict[tuple[str, str], int] = {}
 
     def __repr__(self) -> str:
@@ -112,9 +115,10 @@ class MetricsWindow:
             self._measured_over[(role, name)] = nodes
 
     def record_node(self, node: str, t: float, values: dict[str, float]) -> None:
-        series = self.nodes[node]
-        for name, value in values.items():
-            series.setdefault(name, Series()).add(t, value, self.horizon)
+        if values:
+            latest = self.nodes.setdefault(node, {})
+            for name, value in values.items():
+                latest[name] = (t, value)
 
     def current(self, role: str, name: str) -> Current | None:
         series = self.roles.get(role, {}).get(name)
@@ -137,12 +141,7 @@ class MetricsWindow:
         return found
 
     def node_latest(self, node: str, max_age: float, now: float) -> dict[str, float]:
-        found = {}
-        for name, series in self.nodes.get(node, {}).items():
-            point = series.latest()
-            if point is not None and now - point[0] <= max_age:
-                found[name] = point[1]
-        return found
+        return {name: value for name, (t, value) in self.nodes.get(node, {}).items() if now - t <= max_age}
 
     def keep_only(self, roles: Iterable[str], nodes: Iterable[str]) -> None:
         """Forget roles that left the farm and nodes that are gone."""

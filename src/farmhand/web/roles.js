@@ -1,6 +1,6 @@
 // The roles table: wanted / running / healthy, bounds, the load balancer (with the HTTPS
-// certificate it serves) and its requests/s, and buttons that scale a role by one within
-// its min/max.
+// certificate it serves, and for a pair which host holds its address) and its requests/s,
+// and buttons that scale a role by one within its min/max.
 
 import { change } from "./api.js";
 import { formatDuration, formatRate, h, setText, syncChildren } from "./dom.js";
@@ -34,7 +34,7 @@ function makeRow(name) {
     h("td", { class: "counts", dataset: { label: "Nodes (want · run · ok)" } }),
     h("td", { class: "bounds", dataset: { label: "Min–max" } }),
     h("td", { class: "lb", dataset: { label: "Load balancer" } },
-      h("div", { class: "lb-body" }, h("span", { class: "lb-text" }), makeCert())),
+      h("div", { class: "lb-body" }, h("span", { class: "lb-text" }), makePair(), makeCert())),
     h("td", { class: "rps num", dataset: { label: "Load" } }),
     h("td", { class: "scale", dataset: { label: "Scale" } }, h("div", { class: "stepper" }, down, h("output", { class: "wanted" }), up)));
 }
@@ -66,6 +66,7 @@ function updateRow(row, role, onChanged, now) {
   setText(note, roleNote(role));
   note.dataset.tone = role.failures ? "warn" : "info";
   updateLb(row.querySelector(".lb"), role);
+  updatePair(row.querySelector(".pair"), role.lb_pair);
   updateCert(row.querySelector(".cert"), role, now);
   const load = row.querySelector(".rps");
   setText(load, loadText(role));
@@ -113,6 +114,37 @@ function updateLb(cell, role) {
   if (!stats) parts.push("not answering");
   setText(text, parts.filter(Boolean).join(" · "));
   cell.dataset.state = stats ? "up" : "down";
+}
+
+// A load-balancer pair (status `lb_pair`, issue 14): its floating address, the member that
+// holds it, and every member's VRRP state and balancer. No holder is shown as a fault: the
+// address answers nowhere.
+function makePair() {
+  return h("div", { class: "pair", hidden: true },
+    h("span", { class: "pair-vip", role: "status" }),
+    h("ul", { class: "pair-members" }));
+}
+
+function updatePair(el, pair) {
+  el.hidden = !pair;
+  if (!pair) return;
+  const vip = el.querySelector(".pair-vip");
+  setText(vip, pair.holder ? `address ${pair.vip} on ${pair.holder}` : `address ${pair.vip}: held by no member`);
+  el.dataset.tone = pair.holder ? "ok" : "bad";
+  const members = pair.members || {};
+  syncChildren(el.querySelector(".pair-members"), Object.keys(members),
+    (name) => h("li", { dataset: { member: name } }),
+    (li, name) => {
+      const member = members[name] || {};
+      const state = member.state || "unknown";
+      const parts = [name, name === pair.holder ? "holds the address" : state.toLowerCase()];
+      if (member.balancer && member.balancer !== "running") parts.push(`balancer ${member.balancer}`);
+      if (member.reachable === false) parts.push("out of reach");
+      setText(li, parts.join(" · "));
+      li.title = member.error || (member.since ? `${state} since ${new Date(member.since * 1000).toLocaleString()}` : "");
+      li.dataset.state = name === pair.holder ? "holder"
+        : member.balancer === "down" || member.reachable === false || state === "FAULT" ? "bad" : "standby";
+    });
 }
 
 // The certificate an HTTPS role's balancer serves (status `tls`): its names, issuer, end of

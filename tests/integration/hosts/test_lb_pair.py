@@ -279,6 +279,8 @@ def test_pair_moves_its_address_and_never_flaps(hosts: TestHostRun, make_farm: C
         wait_pair(farm, lambda: member_back(farm, holder), 60, f"{holder}'s balancer started again, {holder} a backup",
                   [by_name["h1"], by_name["h2"]])
         wait_pair(farm, lambda: holder_is(farm, lambda h: h == spare), 30, f"the status naming {spare} as holder")
+        table = farm.cli("status").stdout  # people read the same in the roles table
+        assert f"10.213.{hosts.subnet}.100 on {spare}" in table, table
         events = farm.events()
         assert any(e["kind"] == "lb.member_restarted" and holder in e["message"] for e in events), events[-10:]
         assert any(e["kind"] == "lb.vip_moved" and spare in e["message"] for e in events), events[-10:]
