@@ -18,7 +18,9 @@ median over the rounds is the result):
   handshake, no resumption, then one HTTP/1.0 request per connection).
 
 The proxy's CPU (utime+stime of its processes from /proc) per request or per connection is
-reported too: the steadier figure when other work shares the cores.
+reported too: the steadier figure when other work shares the cores. The summary names the TLS
+the builtin engine ran on; to compare two trees, run the script with ``PYTHONPATH`` pointing
+at each tree's ``src`` in turn (interleaved, several times: the machine is shared).
 """
 
 from __future__ import annotations
@@ -127,6 +129,16 @@ async def handshakes(port: int, pids: list[int], args: argparse.Namespace) -> di
             "cpu_us": round(used / TICKS / max(1, total) * 1e6, 1)}
 
 
+def builtin_tls_path() -> str:
+    """Which TLS the builtin engine's HTTPS listener runs on (the engine imports the same
+    ``farmhand`` as this script, so a ``PYTHONPATH`` pointing at an older tree shows here)."""
+    try:
+        from farmhand.lb.builtin import tls_transport
+    except ImportError:
+        return "event loop's TLS (uvloop sslproto)"
+    return "own transport (lb/builtin/tls_transport.py)" if tls_transport.supported() else "event loop's TLS (fallback)"
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     for tool in ("wrk", "nginx", "haproxy", "openssl"):
         if shutil.which(tool) is None:
@@ -170,6 +182,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "loadavg_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         "loadavg_rounds": [round(x, 2) for x in loads],
         "workers": args.workers,
+        "builtin_tls": builtin_tls_path(),
         "duration_s": args.duration, "connections": args.connections, "handshake_clients": args.handshake_clients,
         "rounds": rounds,
     }
@@ -194,7 +207,8 @@ def summary(result: dict[str, Any]) -> str:
     loads = result.get("loadavg_rounds") or result["loadavg_before_after"]
     lines = [
         f"{result['date']}, {result['machine']}, {len(rounds)} rounds of {result['duration_s']:.0f} s per figure, "
-        f"engines interleaved, {result.get('workers', 1)} worker(s) / thread(s) each; 1-min load average "
+        f"engines interleaved, {result.get('workers', 1)} worker(s) / thread(s) each, builtin on "
+        f"{result.get('builtin_tls', '?')}; 1-min load average "
         f"before/after: {result['loadavg_before_after'][0]} / {result['loadavg_before_after'][1]}, "
         f"over the rounds {min(loads)}–{max(loads)}",
         f"`{result['command']}`",

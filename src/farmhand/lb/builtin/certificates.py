@@ -7,8 +7,12 @@ again and replacing the table the callback reads (``load``): handshakes from the
 open keep theirs, and nothing is closed or re-bound (issue 15: swapped without dropping a
 connection). A client that names no covered host (or sends no SNI) gets the first one.
 
-Every context hands out ``DirectSSLObject``s (see there): the event loop's TLS transport
-calls their read, write and pending several times per request.
+The listener runs on the engine's own TLS transport (``tls_transport``), which wraps each
+accepted socket with the outer context (so the ``sni_callback`` is handed that transport,
+whose ``context`` attribute switches the connection's context). Where that transport cannot
+run, the event loop's TLS is the fallback, and for it every context hands out
+``DirectSSLObject``s (see there): that transport calls their read, write and pending several
+times per request.
 """
 
 from __future__ import annotations
