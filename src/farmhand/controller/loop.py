@@ -31,6 +31,7 @@ from farmhand.controller.decide.passive import take_in
 from farmhand.controller.decide.reconcile import reconcile, wanted_count
 from farmhand.controller.decide.reload import describe_changes
 from farmhand.controller.events import EventLog
+from farmhand.controller.heap import HeapKeeper
 from farmhand.controller.health import CheckTarget, HealthMonitor
 from farmhand.controller.observe import Observer
 from farmhand.controller.planes import DataPlanes
@@ -72,6 +73,8 @@ class Controller:
         self.planes.running = self.ctx.data_planes
         self.autoscaler = Autoscaler(self.ctx, self.autoscaled, self.wake, self.planes.stats)
         self.observer = Observer(self.ctx, self.planes)
+        self.heap = HeapKeeper()
+        """Moves a big farm's long-lived objects out of the collector's way at rest (heap.py)."""
 
     def __repr__(self) -> str:
         return f"<Controller {self.ctx.spec.name} [hosts: {len(self.ctx.drivers)} | shutting down: {self.shutting_down}]>"
@@ -128,6 +131,8 @@ class Controller:
                     log.exception("tick failed")
                 if self.shutting_down and not self.ctx.store.nodes():
                     break
+                if not self.shutting_down and self._settled()[1]:
+                    self.heap.at_rest(len(self.ctx.store.nodes()), self.now())
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._next_tick_in())
