@@ -31,8 +31,8 @@ from farmhand.controller.decide.passive import take_in
 from farmhand.controller.decide.reconcile import reconcile, wanted_count
 from farmhand.controller.decide.reload import describe_changes
 from farmhand.controller.events import EventLog
-from farmhand.controller.heap import HeapKeeper
 from farmhand.controller.health import CheckTarget, HealthMonitor
+from farmhand.controller.heap import HeapKeeper
 from farmhand.controller.observe import Observer
 from farmhand.controller.planes import DataPlanes
 from farmhand.dataplane import DataPlane, PlaneStats
