@@ -1,6 +1,7 @@
 """One call to an engine's own handle, made on a pair member's host:
 ``python -m farmhand.lb.member_call RUN_DIR`` reads ``{"op", "settings", ...}`` on stdin and
-prints one answer line (``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``).
+prints one answer line (``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``). Its
+ops are the ``DataPlane`` calls plus the HTTPS ones (``set_tls``, ``set_challenges``).
 
 Why: an engine whose handle speaks to it through local files and sockets (HAProxy: its
 config, pidfile and runtime API) works on a member host unchanged when its handle runs
@@ -22,7 +23,7 @@ from typing import Any
 
 from farmhand.dataplane import Backend
 from farmhand.errors import FarmhandError
-from farmhand.lb.settings import EngineSettings
+from farmhand.lb.settings import EngineSettings, TlsSettings
 from farmhand.registry import ENGINES, split_entry
 
 
@@ -43,6 +44,12 @@ async def call(run_dir: Path, request: dict[str, Any]) -> dict[str, Any]:
         return answer
     if op == "stop":
         await handle.stop()
+        return {}
+    if op == "set_tls":  # the certificate files on this host have new contents: load them
+        await handle.set_tls(TlsSettings.from_json(request["tls"]))
+        return {}
+    if op == "set_challenges":  # ACME HTTP-01 answers, on whichever member holds the address
+        await handle.set_challenges({str(k): str(v) for k, v in request["challenges"].items()})
         return {}
     raise ValueError(f"unknown op {op!r}")
 

@@ -18,6 +18,12 @@ that answers) plus ``"pair"``::
                                  "reachable": bool, "error": str | None,
                                  "holds_vip": bool | None}, ...}}
 
+An HTTPS listener (``lb.tls``) works the same way: the controller keeps the certificates
+(``farmhand.certs``, ``controller/certs.py``: user files or ACME), every member gets a copy
+in its own folder (0600) before its engine starts, and ``set_tls`` copies new contents to
+all members and has each engine load them live; ``set_challenges`` gives ACME's HTTP-01
+answers to every member, so whichever holds the address answers the ACME server.
+
 Moves of the address become events (``take_events``): who holds it now, since when, and why
 the last holder let go (its balancer stopped, its host went out of reach, or it went FAULT).
 """
@@ -34,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from farmhand.dataplane import Backend
 from farmhand.errors import FarmhandError, LbError
 from farmhand.lb.placed import PlacedMember, plan_members
-from farmhand.lb.settings import EngineSettings
+from farmhand.lb.settings import EngineSettings, TlsSettings
 from farmhand.spec.lbpair import default_vrrp_id
 
 if TYPE_CHECKING:
@@ -42,6 +48,9 @@ if TYPE_CHECKING:
 
 MEMBER_TIMEOUT = 2.5
 """Longest one member may take to answer a call before the others' answers are used."""
+TLS_TIMEOUT = 15.0
+"""Longest one member may take to copy and load new certificates (a script over SSH, and for
+HAProxy one handle process on the host)."""
 STATS_TIMEOUT = 1.5
 
 
@@ -78,7 +87,15 @@ class PairDataPlane:
             raise LbError(f"role {role}: pair hosts {', '.join(missing)} are not in [hosts]")
         self.role = role
         self.vip = lb.vip_address
-        settings = EngineSettings.from_spec(role, lb, health)
+        tls = None
+        if lb.tls is not None:  # installed under the controller's state folder, copied to members
+            from farmhand.lb.tls import settings_for
+
+            tls = settings_for(role, lb.tls, state_dir)
+        settings = EngineSettings.from_spec(role, lb, health, tls)
+        self.settings = settings
+        """The engine's settings as the controller sees them (``settings.tls``: the
+        certificates under its state folder, read by ``controller/certs.py``)."""
         self.engine = settings.engine
         farm_id = hashlib.sha256(str(Path(state_dir).resolve()).encode()).hexdigest()[:16]  # StateDir.farm_id
         plans = plan_members(role, settings, hosts=lb.hosts, vip=lb.vip, vrrp_id=lb.vrrp_id or default_vrrp_id(role),
@@ -86,6 +103,7 @@ class PairDataPlane:
         self.members = {plan.host: PlacedMember(plan, lb.member_hosts[plan.host], farm_id) for plan in plans}
         self.views = {name: MemberView() for name in self.members}
         self._wanted: list[Backend] | None = None
+        self._challenges: dict[str, str] = {}
         self._healthy: set[str] = set()
         self._repairing: asyncio.Task[None] | None = None
         self._holder: str | None = None
@@ -187,6 +205,42 @@ class PairDataPlane:
         await asyncio.gather(*(m.close() for m in self.members.values()), return_exceptions=True)
         return True
 
+    # -- HTTPS: what controller/certs.py calls ----------------------------------------------
+
+    async def set_tls(self, tls: TlsSettings) -> None:
+        """New certificate contents on every member, loaded live; succeeds when one member
+        loaded them (the others are repaired: files copied, engine told). ``LbError`` when
+        none did: each keeps serving its current certificate."""
+        self.settings = self.settings.with_tls(tls)
+        names = list(self.members)
+
+        async def one(name: str) -> None:
+            async with asyncio.timeout(TLS_TIMEOUT):
+                await self.members[name].set_tls(tls)
+
+        results = await asyncio.gather(*(one(n) for n in names), return_exceptions=True)
+        failed = {}
+        for name, result in zip(names, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, (FarmhandError, TimeoutError)):
+                    raise result
+                self._note_error(name, result)
+                failed[name] = str(result) or type(result).__name__
+        self._repair_soon()
+        if len(failed) == len(names):
+            raise LbError(f"role {self.role}: no member of the pair loaded the new certificates "
+                          f"({'; '.join(f'{n}: {e}' for n, e in failed.items())})")
+
+    async def set_challenges(self, challenges: dict[str, str]) -> None:
+        """ACME HTTP-01 answers on every member's plain listener: the ACME server reaches
+        whichever holds the address (and the next one, should it move mid-order)."""
+        self._challenges = dict(challenges)
+        answers = await self._fan_out({"op": "set_challenges", "challenges": self._challenges}, only_healthy=False)
+        self._repair_soon()
+        if all(answer is None for answer in answers.values()):
+            raise LbError(f"role {self.role}: no member of the pair took the ACME challenges "
+                          f"({'; '.join(v.error or '?' for v in self.views.values())})")
+
     # -- what the controller reads besides the contract ---------------------------------------
 
     def pair_view(self) -> dict[str, Any]:
@@ -201,7 +255,15 @@ class PairDataPlane:
     # -- inside -------------------------------------------------------------------------------
 
     async def _ensure_member(self, member: PlacedMember) -> bool:
+        await member.push_certs()  # before the engine (re)reads them
         adopted = await member.ensure_engine()
+        tls = member.plan.settings.tls
+        if tls is not None:
+            if adopted and not member.direct and member.tls_loaded != tls.version:
+                await member.load_tls()  # HAProxy keeps certificates in memory: an adopted one may hold old ones
+            member.tls_loaded = tls.version
+            if self._challenges:
+                await member.call({"op": "set_challenges", "challenges": self._challenges})
         if self._wanted is not None:
             await member.call({"op": "set_backends", "backends": [b.to_json() for b in self._wanted]})
         await member.ensure_keepalived()

@@ -11,6 +11,7 @@ host's ``base_dir``, default ``~/.farmhand/<farm id>``), next to what the contro
     engine.json engine.pid control.sock engine.log   the builtin engine (as on the controller's machine)
     keepalived.conf keepalived.pid vrrp.pid keepalived.log
     check notify states alive watch.pid watch.log    keepalived's helpers (lb/keepalived_config.py)
+    tls/cert-0.pem ... (or tls/acme.pem)             an HTTPS listener's certificates (0600 in a 0700 folder)
 
 Every process is started detached (its own session), so it outlives the controller and the
 connection; a new controller adopts the engine by its control socket and keepalived by its
@@ -21,11 +22,13 @@ lb table, default the controller's own interpreter path), keepalived and iproute
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import shlex
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import asyncssh
@@ -33,7 +36,7 @@ import asyncssh
 from farmhand.drivers.ssh_session import Completed, Runner, SshSession, SshTimeouts
 from farmhand.errors import FarmhandError, LbError
 from farmhand.lb import keepalived_config as kc
-from farmhand.lb.settings import EngineSettings
+from farmhand.lb.settings import CertEntry, EngineSettings, TlsSettings
 from farmhand.spec.models import HostSpec
 
 TIMEOUTS = SshTimeouts(connect=5.0, call=10.0, keepalive_interval=2.0, keepalive_count=2,
@@ -44,6 +47,8 @@ CALL_TIMEOUT = 3.0
 KEEPALIVED = "keepalived"
 NOT_ROOT = 64
 HOLDS_MARK = "--farmhand-addresses--"
+TLS_DIR = "tls"
+"""The member's certificate folder, inside its own (``BASE/lb/ROLE/tls``)."""
 
 
 class MemberSession(SshSession):
@@ -108,6 +113,8 @@ class PlacedMember:
         self.dir: str | None = None
         """The member's folder on the host, absolute, once connected."""
         self.interface: str | None = plan.interface
+        self.tls_loaded: str | None = None
+        """The certificates' version this member's engine was last told to load."""
 
     def __repr__(self) -> str:
         return f"<PlacedMember {self.plan.role}@{self.host} {self.session!r}>"
@@ -115,6 +122,12 @@ class PlacedMember:
     def _path(self, name: str) -> str:
         assert self.dir is not None
         return f"{self.dir}/{name}"
+
+    @property
+    def settings(self) -> EngineSettings:
+        """The engine's settings as the host sees them: its certificates in its own folder."""
+        assert self.dir is not None
+        return member_settings(self.plan.settings, self.dir)
 
     async def _sh(self, script: str, timeout: float = CALL_TIMEOUT * 3, input: bytes | None = None) -> Completed:
         return await self.session.run("exec /bin/sh -c " + shlex.quote(script), timeout=timeout, input=input)
@@ -158,7 +171,7 @@ class PlacedMember:
         return await self.session.unix_call(self._path("control.sock"), request, timeout)
 
     async def _handle_call(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
-        body = json.dumps({**request, "settings": self.plan.settings.to_json()}).encode()
+        body = json.dumps({**request, "settings": self.settings.to_json()}).encode()
         script = f"exec {shlex.quote(self.plan.python)} -m farmhand.lb.member_call {shlex.quote(self.dir or '.')}"
         result = await self._sh(script, timeout=timeout, input=body)
         try:
@@ -172,7 +185,7 @@ class PlacedMember:
     async def ensure_engine(self) -> bool:
         """Start the engine on the host, or adopt it (True) when it runs with these settings."""
         await self.prepare()
-        settings = self.plan.settings
+        settings = self.settings
         if not self.direct:
             return bool((await self.call({"op": "ensure"}))["adopted"])
         with contextlib.suppress(FarmhandError):
@@ -201,6 +214,47 @@ class PlacedMember:
         with contextlib.suppress(FarmhandError):
             await self.call({"op": "stop", "grace": min(self.plan.settings.drain_timeout, 10.0)})
         await self._sh(_kill_script(self._path("engine.pid"), wait=15))
+
+    # -- certificates (an HTTPS listener) ----------------------------------------------------
+
+    async def push_certs(self) -> bool:
+        """Copy the certificate files the controller keeps (``STATE/tls/ROLE``) into the
+        member's ``tls/`` folder, 0600, each replaced atomically and only when its content
+        changed (so an engine never reads half a file); True when one changed. Nothing to do
+        without an HTTPS listener."""
+        tls = self.plan.settings.tls
+        if tls is None:
+            return False
+        await self.prepare()
+        files = {}
+        for entry in tls.certs:
+            try:
+                files[PurePosixPath(entry.path).name] = Path(entry.path).read_bytes()
+            except OSError as error:
+                raise LbError(f"host {self.host}: cannot read the certificate {entry.path} to copy it there: "
+                              f"{error.strerror or error}") from None
+        result = await self._sh(f"cd {shlex.quote(self.dir or '.')}\n" + cert_push_script(files))
+        if result.exit_status not in (0, CERTS_CHANGED):
+            raise LbError(f"host {self.host}: cannot copy the certificates there: {_text(result)}")
+        return result.exit_status == CERTS_CHANGED
+
+    async def set_tls(self, tls: TlsSettings) -> None:
+        """New certificates: copied to the host, then loaded by the running engine without a
+        restart (the builtin engine's ``configure``, HAProxy's runtime API)."""
+        self.plan = replace(self.plan, settings=self.plan.settings.with_tls(tls))
+        await self.push_certs()
+        await self.load_tls()
+
+    async def load_tls(self) -> None:
+        """Tell the running engine to load the certificate files in its folder again."""
+        settings = self.settings
+        if settings.tls is None:
+            return
+        if self.direct:
+            await self.call({"op": "configure", "settings": settings.to_json()})
+        else:
+            await self.call({"op": "set_tls", "tls": asdict(settings.tls)})
+        self.tls_loaded = settings.tls.version
 
     # -- keepalived and the watcher -----------------------------------------------------------
 
@@ -280,6 +334,43 @@ class PlacedMember:
         await self.session.close()
 
 
+CERTS_CHANGED = 3
+"""Exit status of ``cert_push_script`` when it replaced a file."""
+
+
+def member_settings(settings: EngineSettings, folder: str) -> EngineSettings:
+    """``settings`` as a member's engine reads them: an HTTPS listener on the wildcard address
+    (a backup serves the moment the address arrives) with each certificate the copy in the
+    member's ``tls/`` folder (same file name as the controller's, so the version digest still
+    says whether the content is the same)."""
+    tls = settings.tls
+    if tls is None:
+        return settings
+    certs = tuple(CertEntry(path=f"{folder}/{TLS_DIR}/{PurePosixPath(c.path).name}", names=c.names) for c in tls.certs)
+    return settings.with_tls(replace(tls, listen_host="0.0.0.0", certs=certs))
+
+
+def cert_push_script(files: dict[str, bytes]) -> str:
+    """A ``/bin/sh`` script, run in the member's folder, that writes ``files`` (name -> PEM)
+    into ``tls/`` (0700) as 0600 files, each renamed into place only when its content changed,
+    and removes older ``.pem`` files no longer served; it exits ``CERTS_CHANGED`` when it
+    replaced or removed one. base64 keeps any byte out of the shell's reach."""
+    lines = [f"umask 077\nmkdir -p {TLS_DIR} && chmod 700 {TLS_DIR} && cd {TLS_DIR} || exit 1", "changed=0"]
+    for name, data in files.items():
+        if "/" in name or name.startswith("."):
+            raise ValueError(f"{name!r} is not a plain file name")
+        q = shlex.quote(name)
+        encoded = base64.encodebytes(data).decode()
+        lines.append(f"base64 -d > {q}.new <<'FARMHAND_EOF' || exit 1\n{encoded}FARMHAND_EOF")
+        lines.append(f"chmod 600 {q}.new")
+        lines.append(f"if cmp -s {q}.new {q}; then rm -f {q}.new; else mv {q}.new {q} || exit 1; changed=1; fi")
+    keep = " ".join(shlex.quote(name) for name in files) or "''"
+    lines.append(f'for f in *.pem; do [ -e "$f" ] || continue; case " {keep} " in *" $f "*) ;; '
+                 '*) rm -f "$f"; changed=1;; esac; done')
+    lines.append(f'[ "$changed" = 1 ] && exit {CERTS_CHANGED}; exit 0')
+    return "\n".join(lines) + "\n"
+
+
 def interface_from_routes(lines: list[str]) -> str | None:
     """The interface of the most specific route of the main table to the vip's network
     (``ip -o route show table main to match VIP``). Not ``ip route get``: on the member that
@@ -315,9 +406,9 @@ def plan_members(role: str, settings: EngineSettings, *, hosts: tuple[str, ...],
                  preempt: bool, interface: str | None, python: str | None) -> list[MemberPlan]:
     """One plan per member: the engines listen on the wildcard address at the listener's port,
     so a backup is ready to serve the moment the address arrives (no ``ip_nonlocal_bind``)."""
-    member_settings = replace(settings, listen_host="0.0.0.0")
+    wildcard = replace(settings, listen_host="0.0.0.0")
     return [MemberPlan(role=role, host=host, index=index, vip=vip, vrrp_id=vrrp_id, preempt=preempt,
-                       interface=interface, python=python or sys.executable, settings=member_settings)
+                       interface=interface, python=python or sys.executable, settings=wildcard)
             for index, host in enumerate(hosts)]
 
 

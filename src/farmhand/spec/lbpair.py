@@ -10,6 +10,9 @@ floating address that keepalived (VRRP) moves between them.
     interface = "eth0"             # optional: default: the host's interface on the vip's network
     python = "/usr/bin/python3"    # optional: the Python with farmhand on the hosts, default this one's
 
+    [roles.web.lb.tls]             # optional: HTTPS on every member, the same certificates
+    listen = "10.213.0.100:443"    # (files or ACME, kept by the controller, copied to each member)
+
 Why a mixin on ``LbSpec`` rather than a sub-table: the issue's form (``hosts`` and ``vip``
 beside ``listen``) reads as one balancer that happens to live on several hosts. Checks that
 need the whole farm (the names exist in ``[hosts]`` and are SSH hosts) are in
@@ -87,8 +90,16 @@ class PairFields(Strict):
             raise ValueError(f"listen must be on the vip ({vip_address}:PORT) or 0.0.0.0:PORT, not {listen_host}")
         if getattr(self, "engine", "builtin") not in PAIR_ENGINES:
             raise ValueError(f"load-balancer pairs run the {' or '.join(sorted(PAIR_ENGINES))} engine")
-        if getattr(self, "gate", None) is not None or getattr(self, "tls", None) is not None:
-            raise ValueError("load-balancer pairs do not run the SMTP gate or an HTTPS listener yet")
+        if getattr(self, "gate", None) is not None:
+            raise ValueError("load-balancer pairs do not run the SMTP gate yet; give the gate one listen address without hosts and vip")
+        tls = getattr(self, "tls", None)
+        if tls is not None:
+            tls_host = str(tls.host_port[0])
+            if tls_host not in {vip_address, "0.0.0.0", "::"}:
+                raise ValueError(f"tls.listen must be on the vip ({vip_address}:PORT) or 0.0.0.0:PORT, not {tls_host}")
+            if tls.acme is not None:
+                raise ValueError("load-balancer pairs serve certificate files (cert and key), not ACME yet; "
+                                 "give cert = \"...\" and key = \"...\" in the tls table")
         return self
 
     @property
