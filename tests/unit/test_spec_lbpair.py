@@ -66,8 +66,6 @@ def test_a_balancer_without_hosts_is_no_pair() -> None:
     ('listen = "127.0.0.1:80"\nvrrp_id = 3', "for load-balancer pairs"),
     ('listen = "10.213.0.100:80"\nhosts = ["lb1", "lb2"]\nvip = "10.213.0.100/24"\n'
      'tls = { listen = "127.0.0.1:443", cert = "c.pem", key = "k.pem" }', "tls.listen must be on the vip"),
-    ('listen = "10.213.0.100:80"\nhosts = ["lb1", "lb2"]\nvip = "10.213.0.100/24"\n'
-     'tls = { listen = "10.213.0.100:443", acme = { names = ["a.test"] } }', "not ACME yet"),
 ])
 def test_bad_pairs_name_the_lb_table(lb: str, wanted: str) -> None:
     found = problems(farm(lb))
@@ -78,6 +76,9 @@ def test_a_pair_may_serve_https_with_certificate_files() -> None:
     lb = parse_farm(farm('listen = "10.213.0.100:80"\nhosts = ["lb1", "lb2"]\nvip = "10.213.0.100/24"\n'
                          'tls = { listen = "10.213.0.100:443", cert = "c.pem", key = "k.pem" }')).roles["web"].lb
     assert lb is not None and lb.is_pair and lb.tls is not None and lb.tls.host_port == ("10.213.0.100", 443)
+    lb = parse_farm(farm('listen = "0.0.0.0:80"\nhosts = ["lb1", "lb2"]\nvip = "10.213.0.100/24"\n'
+                         'tls = { listen = "0.0.0.0:443", acme = { names = ["a.test"] } }')).roles["web"].lb
+    assert lb is not None and lb.tls is not None and lb.tls.acme is not None
 
 
 def test_members_must_be_ssh_hosts_of_the_farm() -> None:

@@ -11,7 +11,8 @@ floating address that keepalived (VRRP) moves between them.
     python = "/usr/bin/python3"    # optional: the Python with farmhand on the hosts, default this one's
 
     [roles.web.lb.tls]             # optional: HTTPS on every member, the same certificates
-    listen = "10.213.0.100:443"    # (files or ACME, kept by the controller, copied to each member)
+    listen = "10.213.0.100:443"    # (files or ACME, kept by the controller, copied to each member;
+                                   #  ACME's HTTP-01 answers go to every member: the holder answers)
 
 Why a mixin on ``LbSpec`` rather than a sub-table: the issue's form (``hosts`` and ``vip``
 beside ``listen``) reads as one balancer that happens to live on several hosts. Checks that
@@ -97,9 +98,6 @@ class PairFields(Strict):
             tls_host = str(tls.host_port[0])
             if tls_host not in {vip_address, "0.0.0.0", "::"}:
                 raise ValueError(f"tls.listen must be on the vip ({vip_address}:PORT) or 0.0.0.0:PORT, not {tls_host}")
-            if tls.acme is not None:
-                raise ValueError("load-balancer pairs serve certificate files (cert and key), not ACME yet; "
-                                 "give cert = \"...\" and key = \"...\" in the tls table")
         return self
 
     @property

@@ -9,6 +9,10 @@ the test's CA and loops requests to the address throughout, each on a new handsh
    serve it;
 3. the holder's balancer is killed: the other member takes the address and serves the same
    (new) certificate; the killed one is started again with it.
+
+And with ACME (Pebble, in the root namespace, resolving every name to the address): the
+HTTP-01 challenge is answered by whichever member holds the address (every member is given
+the answers), and the issued certificate reaches both members.
 """
 
 from __future__ import annotations
@@ -30,8 +34,11 @@ from typing import Any
 
 import pytest
 import trustme
+from dnslib import QTYPE, RR, A
+from dnslib.server import BaseResolver
 from tests.integration.farmkit import Farm, wait_for
 from tests.integration.hosts.test_lb_pair import (
+    PORT,
     became_master_after,
     farm_text,
     holder_is,
@@ -40,6 +47,7 @@ from tests.integration.hosts.test_lb_pair import (
     member_processes,
     wait_pair,
 )
+from tests.integration.tls.pebblekit import Pebble, start_pebble
 from tests.testhosts import TestHost, TestHostRun, create_run
 
 pytestmark = pytest.mark.slow
@@ -196,3 +204,59 @@ def test_pair_serves_https_and_swaps_its_certificate_on_every_member(
     finally:
         client.stop()
         shutil.rmtree(log.parent, ignore_errors=True)
+
+
+class VipResolver(BaseResolver):  # type: ignore[misc]
+    """Every name is the pair's address: Pebble validates HTTP-01 on whichever member holds it."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+
+    def resolve(self, request, handler):  # type: ignore[no-untyped-def]
+        reply = request.reply()
+        if request.q.qtype == QTYPE.A:
+            reply.add_answer(RR(request.q.qname, QTYPE.A, rdata=A(self.address), ttl=5))
+        return reply
+
+
+@pytest.fixture
+def pebble(folder: Path) -> Iterator[Pebble]:
+    """Pebble (in the root namespace, which reaches the test hosts' network) validating on the
+    pair's plain port."""
+    if shutil.which("pebble") is None:
+        pytest.skip("pebble is not installed (scripts/bootstrap)")
+    where = folder / "pebble"
+    where.mkdir()
+    server = start_pebble(where, http_port=PORT)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_pair_gets_an_acme_certificate_answered_by_the_holder(
+        hosts: TestHostRun, make_farm: Callable[..., Farm], folder: Path, pebble: Pebble) -> None:
+    run = hosts
+    vip = f"10.213.{run.subnet}.100"
+    pebble.dns.server.resolver = VipResolver(vip)
+    by_name = {h.name: h for h in run.hosts}
+    members = [by_name["h1"], by_name["h2"]]
+    text = farm_text(run, folder, "builtin") + textwrap.dedent(f"""\
+
+        [roles.web.lb.tls]
+        listen = "{vip}:{TLS_PORT}"
+        acme = {{ names = ["{NAME}"], directory = "{pebble.directory}", ca_file = "{pebble.ca_file}" }}
+        """)
+    farm = make_farm(text)
+    farm.up()
+    farm.wait_ready("web", 2, timeout=60)
+    ended = wait_for(lambda: [e for e in farm.events() if e["kind"] in ("tls.issued", "tls.failed")], 90,
+                     "the ACME order to end")
+    assert ended[0]["kind"] == "tls.issued", ended
+    root = folder / "pebble-root.pem"
+    root.write_text(pebble.root_pem)
+    for host in members:  # both serve it: the holder now, the other the moment the address moves
+        wait_for(lambda h=host: served_by(h.address, root) is not None, 30, f"{host.name} serving the issued certificate")
+        assert (host.base_dir / "lb" / "web" / "tls" / "acme.pem").stat().st_mode & 0o777 == 0o600
+    farm.cli("down", "--timeout", "30")
+    wait_for(lambda: not member_processes(members), 30, "nothing left on h1 and h2")
