@@ -150,6 +150,7 @@ class SshDriver(Driver):
         result = await self._script(
             lambda facts: remote.exec_script(command, timeout, env),
             timeout=timeout + self.timeouts.call,
+            login_shell=True,
         )
         if result.exit_status in (124, 137) and remote.EXEC_TIMED_OUT in result.stderr:
             return ExecResult(124, b"", f"timed out after {timeout}s".encode())
@@ -212,15 +213,22 @@ class SshDriver(Driver):
         *,
         timeout: float | None = None,
         input: bytes | None = None,
+        login_shell: bool = False,
     ) -> Completed:
-        """Connect if needed, build the script with the host's constants, run it."""
+        """Connect if needed, build the script with the host's constants, run it.
+
+        ``login_shell``: the script is written for the login shell (``remote.exec_script``)
+        and goes to it as it is when that shell is POSIX, saving one exec per call."""
         await self._session.open()
-        assert self._facts is not None
+        facts = self._facts
+        assert facts is not None
         try:
-            script = build(self._facts)
+            script = build(facts)
         except remote.RemoteScriptError as error:
             raise DriverError(self.name, str(error)) from None
-        return await self._session.run(_sh(script), timeout=timeout or self.timeouts.call, input=input)
+        if not (login_shell and facts.posix_login):
+            script = _sh(script)
+        return await self._session.run(script, timeout=timeout or self.timeouts.call, input=input)
 
     def _check(self, result: Completed, doing: str) -> None:
         if result.exit_status != 0:
