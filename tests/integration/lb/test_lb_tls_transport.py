@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import shutil
 import socket
 import ssl
 from collections.abc import AsyncIterator, Iterator
@@ -393,4 +394,38 @@ async def test_sni_callback_picks_a_context_through_the_transport(
         peer = client.tls.getpeercert()
         assert peer is not None and ("DNS", "other.test") in peer["subjectAltName"]
     finally:
+        served.close()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+async def test_a_client_key_update_is_taken_in_stride(server_context: ssl.SSLContext) -> None:
+    """TLS 1.3 KeyUpdate (``openssl s_client``'s K command asks the server to update too):
+    OpenSSL takes it in inside a read, the server's own KeyUpdate goes out before its next
+    bytes, and the connection goes on."""
+    served = Served(server_context)
+    served.on_data = lambda proto, data: proto.transport.write(b"echo:" + data)
+    client = await asyncio.create_subprocess_exec(
+        "openssl", "s_client", "-connect", f"127.0.0.1:{served.port}", "-tls1_3", "-msg",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    assert client.stdin is not None and client.stdout is not None
+    try:
+        async def echoed(line: bytes) -> list[bytes]:
+            """What the client printed (its -msg trace) up to the echo of ``line``."""
+            seen = []
+            while (got := await asyncio.wait_for(client.stdout.readline(), 20)) != b"echo:" + line:  # type: ignore[union-attr]
+                assert got, f"the client ended before the echo of {line!r}"
+                seen.append(got)
+            return seen
+
+        client.stdin.write(b"one\n")
+        await echoed(b"one\n")
+        client.stdin.write(b"K\n")  # a command, not data: KeyUpdate with update_requested
+        client.stdin.write(b"two\n")
+        trace = await echoed(b"two\n")
+        assert any(line.startswith(b"<<< TLS 1.3, Handshake") and b"KeyUpdate" in line for line in trace)
+        assert bytes(served.made[0].received) == b"one\ntwo\n"
+    finally:
+        if client.returncode is None:
+            client.kill()
+        await client.wait()
         served.close()
