@@ -61,7 +61,7 @@ def test_a_balancer_without_hosts_is_no_pair() -> None:
     ('listen = "10.213.0.100:80"\nhosts = ["lb1", "lb2"]\nvip = "10.213.0.100"', "prefix length"),
     ('listen = "10.213.0.100:80"\nhosts = ["lb1", "lb2"]\nvip = "10.213.0.300/24"', "not an address"),
     ('listen = "127.0.0.1:80"\nhosts = ["lb1", "lb2"]\nvip = "10.213.0.100/24"', "listen must be on the vip"),
-    ('listen = "10.213.0.100:80"\nhosts = ["lb1", "lb2"]\nvip = "10.213.0.100/24"\nmode = "tcp"\ngate = "smtp-delay"', "SMTP gate"),
+    ('listen = "10.213.0.100:25"\nhosts = ["lb1", "lb2"]\nvip = "10.213.0.100/24"\ngate = "smtp-delay"', "needs a tcp listener"),
     ('listen = "10.213.0.100:80"\nhosts = ["lb1", "lb2"]\nvip = "10.213.0.100/24"\nvrrp_id = 300', "vrrp_id"),
     ('listen = "127.0.0.1:80"\nvrrp_id = 3', "for load-balancer pairs"),
     ('listen = "10.213.0.100:80"\nhosts = ["lb1", "lb2"]\nvip = "10.213.0.100/24"\n'

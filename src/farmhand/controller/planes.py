@@ -242,12 +242,16 @@ def make_data_plane(role_name: str, role: RoleSpec, state_dir: Path) -> DataPlan
     """The data plane for a role's ``lb`` table: the SMTP gate, or a load-balancer engine
     (chosen by ``farmhand.lb`` from the engines registry)."""
     assert role.lb is not None
-    if role.lb.gate == "smtp-delay":
-        from farmhand.gate.dataplane import GateDataPlane
-
-        gate: DataPlane = GateDataPlane(role_name, role.lb, state_dir)
-        return gate
     from farmhand.lb import make_data_plane as make_balancer
 
+    if role.lb.gate == "smtp-delay":
+        from farmhand.gate.dataplane import GateDataPlane, member_config
+
+        if role.lb.is_pair:  # the gate on each member, as a pair runs an engine (lb/pair.py)
+            pair: DataPlane = make_balancer(role_name, role.lb, role.health, state_dir,
+                                            gate=member_config(role_name, role.lb))
+            return pair
+        gate: DataPlane = GateDataPlane(role_name, role.lb, state_dir)
+        return gate
     balancer: DataPlane = make_balancer(role_name, role.lb, role.health, state_dir)
     return balancer

@@ -195,3 +195,16 @@ def _alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return True
+
+
+def member_config(role: str, lb: LbSpec) -> dict[str, Any]:
+    """The configuration file of a gate run on a load-balancer pair member (``lb/placed.py``
+    writes it there, ``state_dir`` set to the member's folder): listening on every address at
+    the listener's port, so a backup answers the moment the address arrives. Carries
+    ``options_hash`` too (the gate ignores it), so the member can tell, as ``ensure_running``
+    does, whether a gate it adopts needs the options again."""
+    if lb.mode != "tcp":
+        raise GateError(f'role {role}: gate = "smtp-delay" needs a tcp listener; set mode = "tcp" in [roles.{role}.lb]')
+    config = GateConfig.for_role(role, lb, Path())
+    _, port = lb.host_port
+    return {**config.to_json(), "listen": f"0.0.0.0:{port}", "state_dir": "", "options_hash": config.options_hash()}

@@ -107,7 +107,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from farmhand.registry import ENGINES, known, split_entry
 
@@ -118,16 +118,19 @@ if TYPE_CHECKING:
     from farmhand.spec.models import HealthSpec, LbSpec
 
 
-def make_data_plane(role: str, lb: LbSpec, health: HealthSpec | None, state_dir: Path) -> DataPlane:
+def make_data_plane(role: str, lb: LbSpec, health: HealthSpec | None, state_dir: Path,
+                    gate: dict[str, Any] | None = None) -> DataPlane:
     """The handle for ``role``'s load balancer: the class ``farmhand.registry.ENGINES`` names
     for ``lb.engine``, imported only now (a farm of builtin balancers never imports the
-    HAProxy handle) and built as ``Class(settings, run_dir)``, as every engine is."""
+    HAProxy handle) and built as ``Class(settings, run_dir)``, as every engine is. ``gate``
+    (a pair only): the SMTP gate's member configuration (``farmhand.gate.dataplane.member_config``,
+    made by the controller, which sees both packages) to run on the members instead of an engine."""
     from farmhand.lb.settings import EngineSettings
 
-    if lb.is_pair:  # the same engine on named hosts behind a floating address (lb/pair.py)
+    if lb.is_pair:  # the same engine (or the SMTP gate) on named hosts behind a floating address (lb/pair.py)
         from farmhand.lb.pair import PairDataPlane
 
-        return PairDataPlane(role, lb, health, state_dir)
+        return PairDataPlane(role, lb, health, state_dir, gate=gate)
     tls = None
     if lb.tls is not None:
         from farmhand.lb.tls import settings_for

@@ -147,6 +147,18 @@ def check_script(port: int) -> str:
     )
 
 
+def check_pid_script(pidfile: str) -> str:
+    """Exit 0 while the process named in ``pidfile`` lives, else 1: the SMTP gate's check. A
+    connection to its port would be a client it holds in its greet delay and counts; the
+    watcher pings its control socket, which sees a hung gate too."""
+    q = shlex.quote(pidfile)
+    return (
+        "#!/bin/sh\n"
+        "# written by farmhand: the local SMTP gate runs\n"
+        f'pid=$(head -n1 {q} 2>/dev/null) && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null\n'
+    )
+
+
 def notify_script(state_file: str) -> str:
     """keepalived calls it as ``notify TYPE NAME STATE PRIORITY``; it appends one line."""
     return (

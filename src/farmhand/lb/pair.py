@@ -1,5 +1,7 @@
 """A role's load balancer as a pair (or more) of members behind a floating address: the
-``DataPlane`` the controller holds for ``[roles.R.lb]`` with ``hosts`` and ``vip``.
+``DataPlane`` the controller holds for ``[roles.R.lb]`` with ``hosts`` and ``vip``. The SMTP
+gate (``gate = "smtp-delay"``) runs as a pair the same way: the gate process on each member
+instead of an engine, steered through its control socket like the builtin engine.
 
 Every call fans out to all members at once (``lb/placed.py``: the builtin engine, a watcher
 and keepalived on each host), so every member always has the same, whole backend set and
@@ -79,7 +81,8 @@ class MemberView:
 class PairDataPlane:
     """``DataPlane`` for a role whose balancer names ``hosts`` and a ``vip``."""
 
-    def __init__(self, role: str, lb: LbSpec, health: HealthSpec | None, state_dir: Path) -> None:
+    def __init__(self, role: str, lb: LbSpec, health: HealthSpec | None, state_dir: Path,
+                 gate: dict[str, Any] | None = None) -> None:
         if not lb.is_pair or lb.vip is None:
             raise ValueError("PairDataPlane needs an lb table with hosts and vip")
         missing = [name for name in lb.hosts if name not in lb.member_hosts]
@@ -96,10 +99,12 @@ class PairDataPlane:
         self.settings = settings
         """The engine's settings as the controller sees them (``settings.tls``: the
         certificates under its state folder, read by ``controller/certs.py``)."""
-        self.engine = settings.engine
+        self.engine = "gate" if gate is not None else settings.engine
+        """What runs on the members: an engine's name, or "gate" (the SMTP gate, ``gate``
+        its configuration from ``farmhand.gate.dataplane.member_config``)."""
         farm_id = hashlib.sha256(str(Path(state_dir).resolve()).encode()).hexdigest()[:16]  # StateDir.farm_id
         plans = plan_members(role, settings, hosts=lb.hosts, vip=lb.vip, vrrp_id=lb.vrrp_id or default_vrrp_id(role),
-                             preempt=lb.preempt, interface=lb.interface, python=lb.python)
+                             preempt=lb.preempt, interface=lb.interface, python=lb.python, gate=gate)
         self.members = {plan.host: PlacedMember(plan, lb.member_hosts[plan.host], farm_id) for plan in plans}
         self.views = {name: MemberView() for name in self.members}
         self._wanted: list[Backend] | None = None
@@ -174,7 +179,7 @@ class PairDataPlane:
         self._follow_holder()
         self._repair_soon()
         serving = self._holder if self._holder in stats_by else next(iter(stats_by), None)
-        answer: dict[str, Any] = dict(stats_by[serving]) if serving is not None else {"engine": "builtin", "role": self.role}
+        answer: dict[str, Any] = dict(stats_by[serving]) if serving is not None else {"engine": self.engine, "role": self.role}
         answer["pair"] = self.pair_view()
         return answer
 

@@ -1,5 +1,5 @@
-"""One member of a load-balancer pair: the builtin engine, its watcher and keepalived, run on
-a named SSH host and steered over one SSH connection.
+"""One member of a load-balancer pair: the builtin engine (or HAProxy, or the SMTP gate), its
+watcher and keepalived, run on a named SSH host and steered over one SSH connection.
 
 Why its own connection (not the node driver's): the pair must stay steerable while the
 controller's node work on that host is slow, and it needs two things a driver does not
@@ -12,6 +12,7 @@ host's ``base_dir``, default ``~/.farmhand/<farm id>``), next to what the contro
     keepalived.conf keepalived.pid vrrp.pid keepalived.log
     check notify states alive watch.pid watch.log    keepalived's helpers (lb/keepalived_config.py)
     tls/cert-0.pem ... (or tls/acme.pem)             an HTTPS listener's certificates (0600 in a 0700 folder)
+    gate.json gate.log gate/ROLE/{control.sock,gate.pid}   the SMTP gate, when the pair runs it
 
 Every process is started detached (its own session), so it outlives the controller and the
 connection; a new controller adopts the engine by its control socket and keepalived by its
@@ -47,6 +48,7 @@ CALL_TIMEOUT = 3.0
 KEEPALIVED = "keepalived"
 NOT_ROOT = 64
 HOLDS_MARK = "--farmhand-addresses--"
+SOCKET_PATH_MAX = 107
 TLS_DIR = "tls"
 """The member's certificate folder, inside its own (``BASE/lb/ROLE/tls``)."""
 
@@ -92,6 +94,9 @@ class MemberPlan:
     python: str
     settings: EngineSettings
     advert_int: float = 0.1
+    gate: dict[str, Any] | None = None
+    """The SMTP gate's configuration (``farmhand.gate.dataplane.member_config``): the member
+    runs the gate instead of an engine."""
     watch: bool = True
     """Run the watcher that faults the instance the instant the balancer dies (off only to
     measure keepalived's own check against it: bench/lb_pair_takeover.py)."""
@@ -160,15 +165,23 @@ class PlacedMember:
 
     @property
     def direct(self) -> bool:
-        """The builtin engine is steered through its control socket; other engines through
-        their own handle run on the host, one process per call (lb/member_call.py)."""
-        return self.plan.settings.engine == "builtin"
+        """The builtin engine and the SMTP gate are steered through their control socket;
+        other engines through their own handle run on the host, one process per call
+        (lb/member_call.py)."""
+        return self.plan.gate is not None or self.plan.settings.engine == "builtin"
+
+    @property
+    def control_socket(self) -> str:
+        """The socket the member's balancer answers on (what the watcher holds open)."""
+        if self.plan.gate is not None:
+            return self._path(f"gate/{self.plan.role}/control.sock")  # farmhand.gate.proxy.paths
+        return self._path("control.sock" if self.plan.settings.engine == "builtin" else "admin.sock")
 
     async def call(self, request: dict[str, Any], timeout: float = CALL_TIMEOUT) -> dict[str, Any]:
         await self.prepare()
         if not self.direct:
             return await self._handle_call(request, timeout=timeout + START_TIMEOUT if request["op"] == "ensure" else timeout + 5.0)
-        return await self.session.unix_call(self._path("control.sock"), request, timeout)
+        return await self.session.unix_call(self.control_socket, request, timeout)
 
     async def _handle_call(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
         body = json.dumps({**request, "settings": self.settings.to_json()}).encode()
@@ -186,6 +199,8 @@ class PlacedMember:
         """Start the engine on the host, or adopt it (True) when it runs with these settings."""
         await self.prepare()
         settings = self.settings
+        if self.plan.gate is not None:
+            return await self._ensure_gate(self.plan.gate)
         if not self.direct:
             return bool((await self.call({"op": "ensure"}))["adopted"])
         with contextlib.suppress(FarmhandError):
@@ -207,7 +222,50 @@ class PlacedMember:
                           f"(engine log: {self._path('engine.log')} on {self.host})")
         return False
 
+    async def _ensure_gate(self, gate: dict[str, Any]) -> bool:
+        """Adopt the gate that runs on the member with this listener (sending it new options
+        if they changed), or start one (detached, as ``GateDataPlane`` does locally) and wait
+        for its control socket to answer."""
+        if len(self.control_socket) > SOCKET_PATH_MAX:
+            raise LbError(f"host {self.host}: the gate's socket path {self.control_socket} is too long; "
+                          f"set a shorter base_dir in [hosts.{self.host}]")
+        config = {key: value for key, value in gate.items() if key != "options_hash"}
+        config["state_dir"] = self.dir
+        with contextlib.suppress(FarmhandError):
+            answer = await self.call({"op": "ping"})
+            if answer.get("wanted_listen") == config["listen"]:
+                if answer.get("options_hash") != gate.get("options_hash"):
+                    await self.call({"op": "configure", "options": config["options"]})
+                return True
+            await self.stop_engine()
+        q = shlex.quote
+        script = (
+            f"cd {q(self.dir or '.')} && cat > gate.json.tmp && mv gate.json.tmp gate.json && "
+            f"rm -f {q(f'gate/{self.plan.role}/gate.pid')} && "
+            f'setsid -f {q(self.plan.python)} -m farmhand.gate.proxy --config "$PWD/gate.json" >>gate.log 2>&1 </dev/null'
+        )
+        result = await self._sh(script, input=json.dumps(config, indent=2).encode())
+        if result.exit_status != 0:
+            raise LbError(f"host {self.host}: the SMTP gate did not start: {_text(result)}")
+        deadline = asyncio.get_running_loop().time() + START_TIMEOUT
+        while True:
+            try:
+                await self.call({"op": "ping"})
+                return False
+            except FarmhandError:
+                if asyncio.get_running_loop().time() > deadline:
+                    log = await self._sh(f"tail -n 5 {q(self._path('gate.log'))}")
+                    raise LbError(f"host {self.host}: the SMTP gate did not answer within {START_TIMEOUT:g}s: "
+                                  f"{_text(log)}") from None
+                await asyncio.sleep(0.1)
+
     async def stop_engine(self) -> None:
+        if self.plan.gate is not None:
+            with contextlib.suppress(FarmhandError):
+                await self.call({"op": "stop"})
+            grace = int(min(self.plan.settings.drain_timeout, 10.0))
+            await self._sh(_kill_script(self._path(f"gate/{self.plan.role}/gate.pid"), wait=grace + 5))
+            return
         if not self.direct:
             await self.call({"op": "stop"}, timeout=20.0)
             return
@@ -262,7 +320,7 @@ class PlacedMember:
     def _watched(self) -> bool:
         """The watcher speaks the builtin engine's control channel and HAProxy's runtime API;
         other engines rely on keepalived's check (once a second)."""
-        return self.plan.watch and self.plan.settings.engine in ("builtin", "haproxy")
+        return self.plan.watch and (self.plan.gate is not None or self.plan.settings.engine in ("builtin", "haproxy"))
 
     def member_config(self) -> kc.MemberConfig:
         assert self.interface is not None
@@ -279,8 +337,10 @@ class PlacedMember:
         (SIGHUP) when its configuration changed."""
         await self.prepare()
         config = self.member_config()
+        check = (kc.check_pid_script(self._path(f"gate/{self.plan.role}/gate.pid")) if self.plan.gate is not None
+                 else kc.check_script(config.check_port))
         files = {
-            "check": (kc.check_script(config.check_port), 0o755),
+            "check": (check, 0o755),
             "notify": (kc.notify_script(config.state_file), 0o755),
             "keepalived.conf": (kc.keepalived_conf(config), 0o644),
         }
@@ -292,8 +352,8 @@ class PlacedMember:
             lines.append(f"if cmp -s {name}.new {name}; then rm -f {name}.new; else mv {name}.new {name}; changed=1; fi")
         python = q(self.plan.python)
         if self._watched:
-            engine = self.plan.settings.engine
-            sock = self._path("control.sock" if engine == "builtin" else "admin.sock")
+            engine = "haproxy" if self.plan.gate is None and self.plan.settings.engine == "haproxy" else "builtin"
+            sock = self.control_socket  # the gate answers the builtin engine's ping
             lines.append(f'w=$(head -n1 watch.pid 2>/dev/null); if [ -n "$w" ] && [ -r /proc/"$w"/cmdline ] && '
                          f'! grep -qaF {q(sock)} /proc/"$w"/cmdline; then kill "$w"; sleep 0.2; fi')
             lines.append(f"setsid -f {python} -m farmhand.lb.pair_watch {q(sock)} "
@@ -403,12 +463,13 @@ def _kill_script(pidfile: str, wait: int) -> str:
 
 
 def plan_members(role: str, settings: EngineSettings, *, hosts: tuple[str, ...], vip: str, vrrp_id: int,
-                 preempt: bool, interface: str | None, python: str | None) -> list[MemberPlan]:
+                 preempt: bool, interface: str | None, python: str | None,
+                 gate: dict[str, Any] | None = None) -> list[MemberPlan]:
     """One plan per member: the engines listen on the wildcard address at the listener's port,
     so a backup is ready to serve the moment the address arrives (no ``ip_nonlocal_bind``)."""
     wildcard = replace(settings, listen_host="0.0.0.0")
     return [MemberPlan(role=role, host=host, index=index, vip=vip, vrrp_id=vrrp_id, preempt=preempt,
-                       interface=interface, python=python or sys.executable, settings=wildcard)
+                       interface=interface, python=python or sys.executable, settings=wildcard, gate=gate)
             for index, host in enumerate(hosts)]
 
 

@@ -14,6 +14,9 @@ floating address that keepalived (VRRP) moves between them.
     listen = "10.213.0.100:443"    # (files or ACME, kept by the controller, copied to each member;
                                    #  ACME's HTTP-01 answers go to every member: the holder answers)
 
+The SMTP gate runs as a pair too (``gate = "smtp-delay"`` with ``mode = "tcp"``): the gate
+on each member instead of an engine.
+
 Why a mixin on ``LbSpec`` rather than a sub-table: the issue's form (``hosts`` and ``vip``
 beside ``listen``) reads as one balancer that happens to live on several hosts. Checks that
 need the whole farm (the names exist in ``[hosts]`` and are SSH hosts) are in
@@ -91,8 +94,8 @@ class PairFields(Strict):
             raise ValueError(f"listen must be on the vip ({vip_address}:PORT) or 0.0.0.0:PORT, not {listen_host}")
         if getattr(self, "engine", "builtin") not in PAIR_ENGINES:
             raise ValueError(f"load-balancer pairs run the {' or '.join(sorted(PAIR_ENGINES))} engine")
-        if getattr(self, "gate", None) is not None:
-            raise ValueError("load-balancer pairs do not run the SMTP gate yet; give the gate one listen address without hosts and vip")
+        if getattr(self, "gate", None) is not None and getattr(self, "mode", "tcp") != "tcp":
+            raise ValueError('the SMTP gate needs a tcp listener: set mode = "tcp"')
         tls = getattr(self, "tls", None)
         if tls is not None:
             tls_host = str(tls.host_port[0])
