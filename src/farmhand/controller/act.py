@@ -223,7 +223,7 @@ class Actor:
             role=node.role,
             command=role.command.format(**values),
             env={k: v.format(**values) if "{" in v else v for k, v in role.env.items()},
-            workdir=role.workdir,
+            workdir=workdir_on(role.workdir, role.deploy, node.host),
             port=port,
         )
         return _Launch(node, driver, launch, now)
