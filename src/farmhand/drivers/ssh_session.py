@@ -27,15 +27,42 @@ import contextlib
 import getpass
 import os
 import random
+import sys
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import asyncssh
-
 from farmhand.errors import DriverError, HostUnreachable
 from farmhand.spec.models import HostSpec
+
+
+@contextlib.contextmanager
+def _libraries_from_the_loader_cache() -> Iterator[None]:
+    """While asyncssh is imported, ``ctypes.util.find_library`` asks only the loader's cache.
+
+    Why: asyncssh probes for liboqs (twice) and nettle at import; on a host without liboqs
+    each miss falls through to running gcc and ld (~25 ms of CPU in all), a cost paid by every
+    ``farmhand exec`` start. The cache (``ldconfig -p``) finds every library a package
+    installed; a liboqs outside it would only add post-quantum key exchanges, which farmhand
+    does not ask for first.
+    """
+    import ctypes.util
+
+    quick = getattr(ctypes.util, "_findSoname_ldconfig", None)
+    if quick is None or "asyncssh" in sys.modules:
+        yield
+        return
+    original = ctypes.util.find_library
+    ctypes.util.find_library = quick
+    try:
+        yield
+    finally:
+        ctypes.util.find_library = original
+
+
+with _libraries_from_the_loader_cache():
+    import asyncssh
 
 HANDSHAKES_PER_HOST = 8
 CHANNELS_PER_CONNECTION = 8
