@@ -28,7 +28,7 @@ def test_freezing_moves_living_objects_to_the_permanent_generation_and_refreezin
         frozen = gc.get_freeze_count()
         assert frozen >= len(kept)
         assert not keeper.at_rest(MIN_NODES, 1.0)
-        assert gc.get_freeze_count() == frozen
+        assert gc.get_freeze_count() <= frozen  # nothing frozen again (frozen objects may still die)
         del kept
         assert keeper.at_rest(MIN_NODES, REFREEZE_EVERY)  # what died meanwhile is not frozen again
         assert gc.get_freeze_count() < frozen
