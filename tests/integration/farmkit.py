@@ -65,8 +65,10 @@ class Farm:
             raise AssertionError(f"farmhand {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
         return result
 
-    def up(self) -> None:
-        self.cli("up", "--detach", "farm.toml", "--timeout", "60")
+    def up(self, timeout: float = 60) -> None:
+        """`up --detach`, waiting at most ``timeout`` for every node to be ready (a deadline:
+        JVM farms on two shared cores need more than the default)."""
+        self.cli("up", "--detach", "farm.toml", "--timeout", f"{timeout:g}", timeout=timeout + 60)
 
     def status(self) -> dict[str, Any]:
         return json.loads(self.cli("status", "--json").stdout)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import textwrap
 from collections.abc import Callable
@@ -56,6 +57,14 @@ class Load:
                                          "--concurrency", "20", "--json"], cwd=farm.folder, env=farm.env,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
+    def stop(self) -> dict[str, Any]:
+        """End the load now (as ^C does: it prints its summary) and read the summary. Tests
+        load until what they wait for happened, not for a fixed time, which a busy machine
+        could make too short."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        return self.summary()
+
     def summary(self) -> dict[str, Any]:
         out, err = self.process.communicate(timeout=120)
         assert self.process.returncode == 0, f"farmhand load failed: {err}"
@@ -68,6 +77,12 @@ class Load:
             self.process.wait()
 
 
+def served(farm: Farm, node: str) -> bool:
+    """Whether the role's balancer has answered a request through ``node``."""
+    stats = farm.status()["roles"][0].get("lb_stats") or {}
+    return bool(((stats.get("backends") or {}).get(node) or {}).get("requests"))
+
+
 def test_a_balanced_role_scales_out_under_load_and_back_in_without_a_failed_request(make_farm: FarmMaker) -> None:
     port = free_port()
     farm = make_farm(autoscaled_farm(port))
@@ -75,12 +90,13 @@ def test_a_balanced_role_scales_out_under_load_and_back_in_without_a_failed_requ
     farm.wait_ready("web", 1)
     url = f"http://127.0.0.1:{port}/"
 
-    busy = Load(farm, url, rps=60, duration="12s")  # 3 nodes' worth at 20 req/s each
+    busy = Load(farm, url, rps=60, duration="120s")  # 3 nodes' worth at 20 req/s each, until they serve
     try:
-        farm.wait_ready("web", 3, timeout=30)
+        farm.wait_ready("web", 3, timeout=90)
+        wait_for(lambda: all(served(farm, f"web-{i}") for i in (1, 2, 3)), 30, "every node serving")
         # (how long it stays at 3 depends on how steadily this machine can send 60 req/s,
         # so the decision is checked in the events below, not by sampling the count now)
-        out = busy.summary()
+        out = busy.stop()
     finally:
         busy.kill()
     assert out["requests"] > 0 and out["errors"] == 0 and out["ok"] == out["requests"], out
@@ -113,10 +129,10 @@ def test_scale_in_follows_the_oldest_rule_and_a_reload_can_turn_autoscaling_off(
     farm.up()
     farm.wait_ready("web", 1)
     url = f"http://127.0.0.1:{port}/"
-    busy = Load(farm, url, rps=45, duration="6s")
+    busy = Load(farm, url, rps=45, duration="120s")
     try:
-        wait_for(lambda: len(farm.ready_nodes("web")) >= 2, 30, "a second ready node")
-        out = busy.summary()
+        wait_for(lambda: len(farm.ready_nodes("web")) >= 2, 90, "a second ready node")
+        out = busy.stop()
     finally:
         busy.kill()
     assert out["errors"] == 0, out

@@ -34,7 +34,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Farm, st
                         {"7077": master_port, "8080": ui_port})
     status_url = f"http://127.0.0.1:{ui_port}/json/"
     try:
-        farm.up()
+        farm.up(timeout=SLOW)
         farm.wait_ready("master", 1, timeout=SLOW)
         wait_for(lambda: master(status_url)["aliveworkers"] >= 1, SLOW, "a worker registered with the master")
         yield farm, f"spark://127.0.0.1:{master_port}", status_url
