@@ -10,16 +10,9 @@ import pytest
 from farmhand.errors import SpecError
 from farmhand.spec import parse_farm
 from farmhand.spec.lbpair import default_vrrp_id
+from tests.unit.lb.pairkit import MEMBER_HOSTS
 
-HOSTS = """\
-[hosts.lb1]
-driver = "ssh"
-address = "10.213.0.11"
-known_hosts = "/k"
-[hosts.lb2]
-driver = "ssh"
-address = "10.213.0.12"
-known_hosts = "/k"
+HOSTS = MEMBER_HOSTS + """\
 [hosts.here]
 driver = "local"
 """

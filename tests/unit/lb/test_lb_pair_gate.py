@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from tests.unit.lb.pairkit import pair_farm
 
 from farmhand.controller.planes import make_data_plane
 from farmhand.errors import GateError
@@ -17,26 +18,9 @@ from farmhand.lb import keepalived_config as kc
 from farmhand.lb.pair import PairDataPlane
 from farmhand.spec import parse_farm
 
-FARM = """\
-[hosts.lb1]
-driver = "ssh"
-address = "10.213.0.11"
-known_hosts = "/k"
-[hosts.lb2]
-driver = "ssh"
-address = "10.213.0.12"
-known_hosts = "/k"
-[roles.mx]
-command = "smtpd {port}"
-[roles.mx.lb]
-listen = "10.213.0.100:25"
-mode = "tcp"
-gate = "smtp-delay"
-hosts = ["lb1", "lb2"]
-vip = "10.213.0.100/24"
-[roles.mx.lb.gate_options]
-no_ptr_delay = "3s"
-"""
+FARM = pair_farm(role="mx", command="smtpd {port}", listen="10.213.0.100:25",
+                 before_members='mode = "tcp"\ngate = "smtp-delay"\n',
+                 after='[roles.mx.lb.gate_options]\nno_ptr_delay = "3s"\n')
 
 
 def test_a_gated_pair_runs_the_gate_on_every_member(tmp_path: Path) -> None:

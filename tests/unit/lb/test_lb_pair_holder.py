@@ -5,31 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from farmhand.lb.pair import MemberView, PairDataPlane
-from farmhand.spec import parse_farm
+from tests.unit.lb.pairkit import pair_farm, pair_plane
 
-FARM = """\
-[hosts.lb1]
-driver = "ssh"
-address = "10.213.0.11"
-known_hosts = "/k"
-[hosts.lb2]
-driver = "ssh"
-address = "10.213.0.12"
-known_hosts = "/k"
-[roles.web]
-command = "app {port}"
-[roles.web.lb]
-listen = "10.213.0.100:8080"
-hosts = ["lb1", "lb2"]
-vip = "10.213.0.100/24"
-"""
+from farmhand.lb.pair import MemberView, PairDataPlane
+
+FARM = pair_farm()
 
 
 def plane(tmp_path: Path) -> PairDataPlane:
-    lb = parse_farm(FARM).roles["web"].lb
-    assert lb is not None
-    return PairDataPlane("web", lb, None, tmp_path)
+    return pair_plane(FARM, tmp_path)
 
 
 def see(p: PairDataPlane, **views: MemberView) -> list[tuple[str, str]]:

@@ -11,29 +11,13 @@ from typing import Any
 
 import pytest
 import trustme
+from tests.unit.lb.pairkit import pair_farm, pair_plane
 
 from farmhand.errors import LbError
 from farmhand.lb.pair import PairDataPlane
 from farmhand.lb.settings import TlsSettings
-from farmhand.spec import parse_farm
 
-FARM = """\
-[hosts.lb1]
-driver = "ssh"
-address = "10.213.0.11"
-known_hosts = "/k"
-[hosts.lb2]
-driver = "ssh"
-address = "10.213.0.12"
-known_hosts = "/k"
-[roles.web]
-command = "app {port}"
-[roles.web.lb]
-listen = "10.213.0.100:8080"
-hosts = ["lb1", "lb2"]
-vip = "10.213.0.100/24"
-tls = { listen = "10.213.0.100:8443", cert = "CERT", key = "KEY" }
-"""
+FARM = pair_farm(after='tls = { listen = "10.213.0.100:8443", cert = "CERT", key = "KEY" }\n')
 
 
 class Member:
@@ -72,9 +56,7 @@ def cert_files(folder: Path, ca: trustme.CA, name: str) -> tuple[Path, Path]:
 
 def plane(tmp_path: Path, broken: tuple[str, ...] = ()) -> PairDataPlane:
     cert, key = cert_files(tmp_path, trustme.CA(), "site.test")
-    lb = parse_farm(FARM.replace("CERT", str(cert)).replace("KEY", str(key))).roles["web"].lb
-    assert lb is not None
-    p = PairDataPlane("web", lb, None, tmp_path / ".farmhand")
+    p = pair_plane(FARM.replace("CERT", str(cert)).replace("KEY", str(key)), tmp_path / ".farmhand")
     p.members = {name: Member(m, name in broken) for name, m in p.members.items()}  # type: ignore[misc]
     return p
 
