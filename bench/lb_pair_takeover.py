@@ -44,8 +44,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO))
 
 import psutil  # noqa: E402
+from tests.integration.hosts.pairkit import read_records, states  # noqa: E402
 
 from farmhand.dataplane import Backend  # noqa: E402
 from farmhand.lb.pair import PairDataPlane  # noqa: E402
@@ -88,16 +90,6 @@ workers = 1
 """
 
 
-def states(host: TestHost, role: str) -> list[tuple[float, str]]:
-    path = host.base_dir / "lb" / role / "states"
-    found = []
-    for line in path.read_text().splitlines() if path.exists() else []:
-        parts = line.split()
-        if len(parts) == 2:
-            found.append((float(parts[0]), parts[1]))
-    return found
-
-
 def holder(run: TestHostRun, role: str) -> TestHost | None:
     for host in run.hosts[:2]:
         last = states(host, role)
@@ -121,12 +113,8 @@ def kill_balancer(host: TestHost, role: str) -> None:
                 pass
 
 
-def client_records(log: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in log.read_text().splitlines() if line.endswith("}")] if log.exists() else []
-
-
 def first_answer_after(log: Path, moment: float) -> dict[str, Any] | None:
-    return next((r for r in client_records(log) if r["ok"] and r["start"] > moment), None)
+    return next((r for r in read_records(log) if r["ok"] and r["start"] > moment), None)
 
 
 async def trial(run: TestHostRun, plane: PairDataPlane, role: str, log: Path, kind: str) -> dict[str, float]:
@@ -139,7 +127,7 @@ async def trial(run: TestHostRun, plane: PairDataPlane, role: str, log: Path, ki
         kill_balancer(active, role)
     took = await asyncio.to_thread(wait, lambda: state_after(spare, role, "MASTER", at), 60, "takeover")
     answer = await asyncio.to_thread(wait, lambda: first_answer_after(log, at), 60, "an answer")
-    failed = sum(1 for r in client_records(log) if not r["ok"] and at <= r["start"] <= answer["end"])
+    failed = sum(1 for r in read_records(log) if not r["ok"] and at <= r["start"] <= answer["end"])
     if kind == "link":
         run.restore(active)
     else:

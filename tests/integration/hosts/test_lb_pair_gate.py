@@ -11,10 +11,8 @@ h4's namespace sends mail to the address with swaks:
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Iterator
@@ -25,14 +23,18 @@ import pytest
 from dnslib import RCODE
 from dnslib.server import BaseResolver, DNSServer
 from tests.integration.farmkit import Farm, free_port, wait_for
-from tests.integration.hosts.test_lb_pair import (
+from tests.integration.hosts.pairkit import (
     became_master_after,
     holder_is,
+    host_tables,
     member_back,
     member_processes,
+    pair_run,
+    served_folder,
+    vip_of,
     wait_pair,
 )
-from tests.testhosts import ROOT_USER, TestHost, TestHostRun, create_run
+from tests.testhosts import TestHost, TestHostRun
 
 pytestmark = pytest.mark.slow
 
@@ -43,15 +45,7 @@ PORT = 2525
 @pytest.fixture(scope="module")
 def hosts() -> Iterator[TestHostRun]:
     """h1, h2: the pair (root logins: keepalived moves an address); h3: the nodes; h4: the client."""
-    if os.geteuid() != 0:
-        pytest.skip("test hosts need root (network namespaces, sshd)")
-    if shutil.which("keepalived") is None or shutil.which("swaks") is None:
-        pytest.skip("keepalived and swaks are needed (scripts/bootstrap)")
-    run = create_run(4, root_login=True)
-    try:
-        yield run
-    finally:
-        run.close()
+    yield from pair_run("keepalived", "swaks", missing="keepalived and swaks are needed (scripts/bootstrap)")
 
 
 class NoNames(BaseResolver):  # type: ignore[misc]
@@ -77,27 +71,12 @@ def dns(hosts: TestHostRun) -> Iterator[tuple[str, int]]:
 
 @pytest.fixture
 def folder() -> Iterator[Path]:
-    made = Path(tempfile.mkdtemp(prefix="fh-pair-gate-"))
-    made.chmod(0o755)
-    shutil.copy(BACKEND, made / "backend.py")
-    (made / "backend.py").chmod(0o644)
-    try:
-        yield made
-    finally:
-        shutil.rmtree(made, ignore_errors=True)
+    yield from served_folder("fh-pair-gate-", BACKEND, "backend.py")
 
 
 def gate_farm(run: TestHostRun, app: Path, dns: tuple[str, int]) -> str:
-    tables = []
-    for host in run.hosts[:3]:
-        user = ROOT_USER if host.name in ("h1", "h2") else host.user
-        fields = host.spec_fields(user=user)
-        lines = [f"[hosts.{host.name}]"] + [f"{k} = {v!r}" if isinstance(v, int) else f'{k} = "{v}"' for k, v in fields.items()]
-        if host.name == "h3":
-            lines.append('labels = { nodes = "yes" }')
-        tables.append("\n".join(lines) + "\n")
-    vip = f"10.213.{run.subnet}.100"
-    return "\n".join(tables) + textwrap.dedent(f"""\
+    vip = vip_of(run)
+    return host_tables(run) + textwrap.dedent(f"""\
         [farm]
         host_timeout = "4s"
 
@@ -131,7 +110,7 @@ def gate_farm(run: TestHostRun, app: Path, dns: tuple[str, int]) -> str:
 def send_mail(run: TestHostRun, client: TestHost, subject: str) -> subprocess.CompletedProcess[str]:
     """swaks from the client's namespace to the address; its whole transcript."""
     return subprocess.run(
-        ["ip", "netns", "exec", client.netns, "swaks", "--server", f"10.213.{run.subnet}.100", "--port", str(PORT),
+        ["ip", "netns", "exec", client.netns, "swaks", "--server", vip_of(run), "--port", str(PORT),
          "--from", "a@polite.test", "--to", "b@farm.test", "--header", f"Subject: {subject}", "--timeout", "15"],
         capture_output=True, text=True, timeout=60, check=False)
 

@@ -18,37 +18,36 @@ the answers), and the issued certificate reaches both members.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import shutil
 import socket
 import ssl
-import subprocess
-import sys
 import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trustme
 from dnslib import QTYPE, RR, A
 from dnslib.server import BaseResolver
-from tests.integration.farmkit import Farm, wait_for
-from tests.integration.hosts.test_lb_pair import (
+from tests.integration.farmkit import APP, Farm, wait_for
+from tests.integration.hosts.pairkit import (
     PORT,
+    LoopClient,
     became_master_after,
     farm_text,
     holder_is,
     kill_balancer,
     member_back,
     member_processes,
+    pair_run,
+    served_folder,
+    vip_of,
     wait_pair,
 )
 from tests.integration.tls.pebblekit import Pebble, start_pebble
-from tests.testhosts import TestHost, TestHostRun, create_run
+from tests.testhosts import TestHostRun
 
 pytestmark = pytest.mark.slow
 
@@ -60,30 +59,13 @@ NAME = "site.test"
 @pytest.fixture(scope="module")
 def hosts() -> Iterator[TestHostRun]:
     """h1, h2: the pair (root logins: keepalived moves an address); h3: the nodes; h4: the client."""
-    if os.geteuid() != 0:
-        pytest.skip("test hosts need root (network namespaces, sshd)")
-    if shutil.which("keepalived") is None:
-        pytest.skip("keepalived is not installed (scripts/bootstrap)")
-    run = create_run(4, root_login=True)
-    try:
-        yield run
-    finally:
-        run.close()
+    yield from pair_run("keepalived", missing="keepalived is not installed (scripts/bootstrap)")
 
 
 @pytest.fixture
 def folder() -> Iterator[Path]:
     """The app and the certificates (world-readable folder: the nodes run as the test user)."""
-    made = Path(tempfile.mkdtemp(prefix="fh-pair-tls-"))
-    made.chmod(0o755)
-    from tests.integration.farmkit import APP
-
-    shutil.copy(APP, made / "app.py")
-    (made / "app.py").chmod(0o644)
-    try:
-        yield made
-    finally:
-        shutil.rmtree(made, ignore_errors=True)
+    yield from served_folder("fh-pair-tls-", APP, "app.py")
 
 
 def write_cert(ca: trustme.CA, cert: Path, key: Path) -> str:
@@ -107,32 +89,8 @@ def served_by(address: str, ca_file: Path) -> str | None:
         return None
 
 
-class Client:
-    def __init__(self, host: TestHost, url: str, ca_file: Path, log: Path) -> None:
-        self.log = log
-        self.process = subprocess.Popen(
-            ["ip", "netns", "exec", host.netns, sys.executable, str(CLIENT), url, str(ca_file), NAME, str(log)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-
-    def records(self) -> list[dict[str, Any]]:
-        lines = self.log.read_text().splitlines() if self.log.exists() else []
-        return [json.loads(line) for line in lines if line.endswith("}")]
-
-    def answers_after(self, moment: float, cert: str | None = None) -> int:
-        return sum(1 for r in self.records() if r["ok"] and r["start"] > moment and cert in (None, r["cert"]))
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-
-
 def tls_farm(run: TestHostRun, app: Path, engine: str, cert: Path, key: Path) -> str:
-    vip = f"10.213.{run.subnet}.100"
+    vip = vip_of(run)
     return farm_text(run, app, engine) + textwrap.dedent(f"""\
 
         [roles.web.lb.tls]
@@ -172,8 +130,7 @@ def test_pair_serves_https_and_swaps_its_certificate_on_every_member(
         assert served_by(host.address, ca_file) == first, f"{host.name} does not serve the user's certificate"
 
     log = Path(tempfile.mkdtemp(prefix="fh-pair-tls-client-")) / "client.jsonl"
-    vip = f"10.213.{run.subnet}.100"
-    client = Client(by_name["h4"], f"https://{vip}:{TLS_PORT}/", ca_file, log)
+    client = LoopClient(by_name["h4"], CLIENT, [f"https://{vip_of(run)}:{TLS_PORT}/", str(ca_file), NAME], log)
     try:
         wait_for(lambda: client.answers_after(0, first) >= 20, 30, "the client's first HTTPS answers through the address")
 
@@ -237,7 +194,7 @@ def pebble(folder: Path) -> Iterator[Pebble]:
 def test_pair_gets_an_acme_certificate_answered_by_the_holder(
         hosts: TestHostRun, make_farm: Callable[..., Farm], folder: Path, pebble: Pebble) -> None:
     run = hosts
-    vip = f"10.213.{run.subnet}.100"
+    vip = vip_of(run)
     pebble.dns.server.resolver = VipResolver(vip)
     by_name = {h.name: h for h in run.hosts}
     members = [by_name["h1"], by_name["h2"]]
