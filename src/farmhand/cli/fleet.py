@@ -21,6 +21,7 @@ from farmhand.errors import StateError
 
 if TYPE_CHECKING:
     from farmhand.fleet.gather import HostResult
+    from farmhand.fleet.workers import WorkerPool
     from farmhand.spec.models import FarmSpec
 
 
@@ -118,12 +119,11 @@ class _Progress:
             sys.stderr.flush()
 
 
-async def _direct_exec(spec: FarmSpec, target: str, command: str, *, timeout: float, connect_timeout: float,
-                       fanout: int, stream: bool, progress: bool) -> list[HostResult]:
-    from farmhand.fleet import direct, gather, run, targets
+async def _direct_exec(spec: FarmSpec, hosts: list[str], command: str, *, timeout: float, connect_timeout: float,
+                       fanout: int, stream: bool, progress: bool, pool: WorkerPool | None) -> list[HostResult]:
+    from farmhand.fleet import direct, gather, run
 
-    hosts = targets.hosts_of(target, targets.inventory_of(spec))
-    fleet = direct.direct_fleet(spec, hosts, connect_timeout)
+    fleet = direct.direct_fleet(spec, hosts, connect_timeout, pool)
     meter = _Progress(hosts, progress)
 
     def show(result: HostResult) -> None:
@@ -183,8 +183,18 @@ def exec_(ctx: click.Context, target: str, command: tuple[str, ...], gathered: b
                 if result.reached and result.output:
                     click.echo("\n".join(gather.prefixed(result)))
     else:
-        results = asyncio.run(_direct_exec(_farm_spec(ctx), target, line, timeout=timeout, connect_timeout=connect,
-                                           fanout=fanout, stream=not (gathered or as_json), progress=show_progress))
+        from farmhand.fleet import targets, workers
+
+        spec = _farm_spec(ctx)
+        hosts = targets.hosts_of(target, targets.inventory_of(spec))
+        pool = workers.fork_workers(spec, hosts, connect)  # before any loop runs here: see fleet.workers
+        try:
+            results = asyncio.run(_direct_exec(spec, hosts, line, timeout=timeout, connect_timeout=connect,
+                                               fanout=fanout, stream=not (gathered or as_json),
+                                               progress=show_progress, pool=pool))
+        finally:
+            if pool is not None:
+                pool.kill()
     status = gather.exit_status(results)
     if as_json:
         click.echo(json.dumps({"target": target, "status": status, "results": [r.to_json() for r in results]}))

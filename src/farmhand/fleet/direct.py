@@ -10,7 +10,8 @@ local host runs commands with /bin/sh directly. Fake hosts have no shell and are
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeAlias
 
 from farmhand.drivers import ssh_remote as remote
 from farmhand.drivers.base import ExecResult
@@ -18,6 +19,9 @@ from farmhand.drivers.local import run_shell
 from farmhand.drivers.ssh_session import Runner, SshSession, SshTimeouts
 from farmhand.errors import RequestError
 from farmhand.spec.models import FarmSpec, HostSpec
+
+if TYPE_CHECKING:
+    from farmhand.fleet.workers import WorkerExecutor, WorkerPool
 
 TIMEOUT_GRACE = 5.0
 """Beyond a command's timeout, how long the channel may take to bring back its answer."""
@@ -54,7 +58,7 @@ class LocalExecutor:
         return None
 
 
-Executor = SshExecutor | LocalExecutor
+Executor: TypeAlias = "SshExecutor | LocalExecutor | WorkerExecutor"
 
 
 @dataclass
@@ -62,20 +66,29 @@ class DirectFleet:
     """The executors for some hosts of a farm file; close them when done."""
 
     executors: dict[str, Executor]
+    pool: WorkerPool | None = field(default=None)
 
     async def close(self) -> None:
         """Close every connection at once (each may wait for its server's goodbye)."""
-        await asyncio.gather(*(executor.close() for executor in self.executors.values()), return_exceptions=True)
+        closing = [executor.close() for executor in self.executors.values()]
+        if self.pool is not None:
+            closing.append(self.pool.close())
+        await asyncio.gather(*closing, return_exceptions=True)
 
 
-def direct_fleet(spec: FarmSpec, hosts: list[str], connect_timeout: float) -> DirectFleet:
+def direct_fleet(spec: FarmSpec, hosts: list[str], connect_timeout: float,
+                 pool: WorkerPool | None = None) -> DirectFleet:
+    """Executors for ``hosts``; SSH hosts that ``pool``'s workers run get its proxies
+    (``fleet.workers``: the handshakes spread over the CPU's cores)."""
     executors: dict[str, Executor] = {}
     for name in hosts:
         host = spec.hosts[name]
-        if host.driver == "ssh":
+        if pool is not None and name in pool.executors:
+            executors[name] = pool.executors[name]
+        elif host.driver == "ssh":
             executors[name] = SshExecutor(name, host, connect_timeout)
         elif host.driver == "local":
             executors[name] = LocalExecutor()
         else:
             raise RequestError(f"host {name} is a {host.driver} host: it has no shell to run commands in", "target")
-    return DirectFleet(executors)
+    return DirectFleet(executors, pool)
