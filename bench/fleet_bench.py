@@ -2,6 +2,8 @@
 farmhand exec warm (through a running controller's open connections), clush (ClusterShell's
 own command) and parallel-ssh (Debian's pssh). Wall time and client CPU (this process's
 children: the tool and every ssh it starts), median of N rounds; figures for bench/RESULTS.md.
+Cold farmhand runs twice: with its worker processes (one per core, ``fleet.workers``) and as
+one process (``FARMHAND_EXEC_WORKERS=1``), to compare the two in the same conditions.
 
 Every tool uses the same client key (the run's ed25519 key), the same pinned known_hosts,
 no ~/.ssh/config, and the test hosts' login user (shell /bin/sh, empty rc files). Key
@@ -45,13 +47,15 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measure(argv: list[str], cwd: Path, expect: int, rounds: int) -> tuple[float, float]:
+def measure(argv: list[str], cwd: Path, expect: int, rounds: int,
+            env: dict[str, str] | None = None) -> tuple[float, float]:
     """Median wall seconds and median client CPU seconds of ``rounds`` runs of ``argv``."""
     walls, cpus = [], []
-    subprocess.run(argv, cwd=cwd, capture_output=True, timeout=300, env=TOOL_ENV)  # caches warm, not timed
+    env = {**TOOL_ENV, **(env or {})}
+    subprocess.run(argv, cwd=cwd, capture_output=True, timeout=300, env=env)  # caches warm, not timed
     for _ in range(rounds):
         cpu_before, started = _children_cpu(), time.perf_counter()
-        done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=300, env=TOOL_ENV)
+        done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
         walls.append(time.perf_counter() - started)
         cpus.append(_children_cpu() - cpu_before)
         answered = sum(1 for line in done.stdout.splitlines() if "Linux" in line)
@@ -82,13 +86,16 @@ def main() -> int:
         user = run.hosts[0].user
         rows: list[tuple[str, str, float, float]] = []
 
-        def bench(name: str, kex: str, argv: list[str], expect: int = args.hosts) -> None:
-            wall, cpu = measure(argv, folder, expect, args.rounds)
+        def bench(name: str, kex: str, argv: list[str], expect: int = args.hosts,
+                  env: dict[str, str] | None = None) -> None:
+            wall, cpu = measure(argv, folder, expect, args.rounds, env)
             rows.append((name, kex, wall, cpu))
             print(f"{name:<44} {kex:<28} wall {wall:6.3f} s  cpu {cpu:6.3f} s", flush=True)
 
-        bench("farmhand exec (cold, no controller)", "curve25519-sha256 (asyncssh)",
-              [FARMHAND, "exec", target, "--direct", "--", "uname", "-a"])
+        cold = [FARMHAND, "exec", target, "--direct", "--", "uname", "-a"]
+        bench("farmhand exec (cold, no controller)", "curve25519-sha256 (asyncssh)", cold)
+        bench("farmhand exec (cold, one process)", "curve25519-sha256 (asyncssh)", cold,
+              env={"FARMHAND_EXEC_WORKERS": "1"})
         for kex, extra in ((CURVE, ["-o", f"KexAlgorithms={CURVE}"]), ("OpenSSH default", [])):
             options = " ".join([*ssh_options, *extra])
             if shutil.which("clush"):

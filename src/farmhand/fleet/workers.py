@@ -6,14 +6,16 @@ host and get many processes' share of the machine. So the SSH hosts are dealt ou
 workers, each with its own asyncio loop and ``SshExecutor``s; the parent keeps one proxy per
 host, whose ``exec`` sends (host, command, timeout) to the host's worker and waits for that
 host's answer. ``run_all`` (fanout, streamed ``host: `` lines, gathering, timeouts, exit
-statuses, the progress line) runs in the parent unchanged. Local hosts stay in the parent.
+statuses, the progress line) runs in the parent unchanged. The parent is one of the workers
+(it keeps the first share of SSH hosts, and the local hosts): a fork and a process fewer,
+on a machine whose cores the sshds' own handshake work also needs.
 
 Workers are forked before the parent runs any asyncio loop (a child forked from inside a
 running loop inherits that loop's state). They ignore ^C and die with the parent
 (``PR_SET_PDEATHSIG``); the parent ends them when done. A worker that dies has its hosts
 answered with an error that says so, and the other workers' hosts are not affected.
 
-``FARMHAND_EXEC_WORKERS=N`` asks for N workers (1: none, every host in this process).
+``FARMHAND_EXEC_WORKERS=N`` asks for N workers, this process included (1: no fork).
 """
 
 from __future__ import annotations
@@ -227,7 +229,8 @@ class WorkerPool:
 
 
 def fork_workers(spec: FarmSpec, hosts: list[str], connect_timeout: float) -> WorkerPool | None:
-    """Fork the workers for ``hosts``' SSH hosts, or None when one process is enough.
+    """Fork the workers for all but the first share of ``hosts``' SSH hosts (that one stays
+    in this process), or None when one process is enough.
 
     Call before any asyncio loop runs in this process."""
     ssh = [name for name in hosts if name in spec.hosts and spec.hosts[name].driver == "ssh"]
@@ -239,7 +242,7 @@ def fork_workers(spec: FarmSpec, hosts: list[str], connect_timeout: float) -> Wo
     parent = os.getpid()
     workers: list[_Worker] = []
     try:
-        for share in deal(ssh, count):
+        for share in deal(ssh, count)[1:]:  # the first share stays here: this process is a worker too
             mine, theirs = socket.socketpair()
             pid = os.fork()
             if pid == 0:
