@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import gc
 import os
 import pickle
 import signal
@@ -239,6 +240,7 @@ def fork_workers(spec: FarmSpec, hosts: list[str], connect_timeout: float) -> Wo
         return None
     sys.stdout.flush()
     sys.stderr.flush()
+    gc.freeze()  # the imports' objects: a worker's collections would touch (copy) every page of them
     parent = os.getpid()
     workers: list[_Worker] = []
     try:
