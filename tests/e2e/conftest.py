@@ -88,12 +88,17 @@ def dashboard(request: pytest.FixtureRequest, browser: BrowserContext) -> Iterat
     page = browser.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    trail: list[str] = []  # what the page said and asked, printed when the test fails
+    page.on("console", lambda message: trail.append(f"console {message.type}: {message.text}"))
+    page.on("requestfailed", lambda req: trail.append(f"failed {req.method} {req.url}: {req.failure}"))
+    page.on("response", lambda response: trail.append(f"{response.status} {response.request.method} {response.url}"))
     board = Dashboard(page, request.node.name)
     try:
         yield board
         call = getattr(request.node, "report_call", None)
         if call is not None and call.failed:
             board.shot("failed")
+            print("the page's trail:", *trail[-60:], sep="\n  ")
         assert not errors, f"the page threw: {errors}"
     finally:
         page.close()

@@ -33,8 +33,12 @@ export function setToken(value) {
   else sessionStorage.removeItem(TOKEN_KEY);
 }
 
+// A read that has not answered within this long is given up (and said), rather than leaving
+// the part of the page that waits on it empty for ever.
+const READ_WITHIN_MS = 10000;
+
 export async function getJson(path) {
-  const response = await fetch(path, { headers: { Accept: "application/json" } });
+  const response = await fetch(path, { headers: { Accept: "application/json" }, signal: AbortSignal.timeout(READ_WITHIN_MS) });
   if (!response.ok) throw new ApiError(response.status, await errorText(response));
   return response.json();
 }

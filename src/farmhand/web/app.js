@@ -13,6 +13,7 @@ import { renderMap } from "./map.js";
 import { closeNode, selectedNode, showNode, updateNode } from "./node.js";
 import { initNotices, renderTokenState } from "./notice.js";
 import { renderRoles } from "./roles.js";
+import { openStream } from "./stream.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -110,17 +111,16 @@ function showConnection() {
 }
 
 function followStatus() {
-  const source = new EventSource("/api/status/stream");
-  source.addEventListener("status", (message) => onStatus(JSON.parse(message.data)));
-  source.addEventListener("patch", (message) => {
-    if (view.status) onStatus(applyPatch(view.status, JSON.parse(message.data)));
-  });
-  source.addEventListener("sample", (message) => {
-    addSample(JSON.parse(message.data));
-    redrawCharts();
-  });
-  source.addEventListener("open", () => { view.streams.status = true; showConnection(); });
-  source.addEventListener("error", () => { view.streams.status = false; showConnection(); });
+  openStream("/api/status/stream", {
+    status: (message) => onStatus(JSON.parse(message.data)),
+    patch: (message) => {
+      if (view.status) onStatus(applyPatch(view.status, JSON.parse(message.data)));
+    },
+    sample: (message) => {
+      addSample(JSON.parse(message.data));
+      redrawCharts();
+    },
+  }, (open) => { view.streams.status = open; showConnection(); });
 }
 
 function redrawCharts() {

@@ -4,6 +4,7 @@
 
 import { getJson } from "./api.js";
 import { formatClock, h, syncChildren } from "./dom.js";
+import { openStream } from "./stream.js";
 
 const KEEP = 400;
 
@@ -26,10 +27,8 @@ export async function startEvents({ listEl, roleSelect, kindSelect, onStream }) 
   } catch (error) {
     list.replaceChildren(h("li", { class: "empty", text: `Could not read events: ${error.message}` }));
   }
-  const source = new EventSource(`/api/events/stream?after=${lastSeq}`);
-  source.addEventListener("farm", (message) => addAll([JSON.parse(message.data)]));
-  source.addEventListener("open", () => onStream(true));
-  source.addEventListener("error", () => onStream(false));
+  openStream(() => `/api/events/stream?after=${lastSeq}`,
+    { farm: (message) => addAll([JSON.parse(message.data)]) }, onStream);
 }
 
 export function noteRoles(names) {
