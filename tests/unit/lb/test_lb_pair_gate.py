@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.unit.lb.pairkit import pair_farm
 
 from farmhand.controller.planes import make_data_plane
 from farmhand.errors import GateError
@@ -17,6 +16,7 @@ from farmhand.gate.dataplane import GateDataPlane, member_config
 from farmhand.lb import keepalived_config as kc
 from farmhand.lb.pair import PairDataPlane
 from farmhand.spec import parse_farm
+from tests.unit.lb.pairkit import pair_farm
 
 FARM = pair_farm(role="mx", command="smtpd {port}", listen="10.213.0.100:25",
                  before_members='mode = "tcp"\ngate = "smtp-delay"\n',

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.unit.lb.pairkit import pair_farm, pair_plane
-
 from farmhand.lb.pair import MemberView, PairDataPlane
+from tests.unit.lb.pairkit import pair_farm, pair_plane
 
 FARM = pair_farm()
 

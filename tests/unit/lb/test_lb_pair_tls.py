@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 import trustme
-from tests.unit.lb.pairkit import pair_farm, pair_plane
 
 from farmhand.errors import LbError
 from farmhand.lb.pair import PairDataPlane
 from farmhand.lb.settings import TlsSettings
+from tests.unit.lb.pairkit import pair_farm, pair_plane
 
 FARM = pair_farm(after='tls = { listen = "10.213.0.100:8443", cert = "CERT", key = "KEY" }\n')
 
