@@ -57,6 +57,7 @@ def test_the_plan_splits_per_host_tiles_names_panes_and_broadcasts() -> None:
     panes = [cssh.Pane("a", "ssh a"), cssh.Pane("b", "ssh b"), cssh.Pane("here", None)]
     plan = cssh.tmux_plan("farmhand-x-1234", panes, width=120, height=40)
     assert plan[0][:4] == ["new-session", "-d", "-s", "farmhand-x-1234"] and plan[0][-1] == "ssh a"
+    assert plan[1][-2:] == ["remain-on-exit", "failed"], "set before any other pane starts"
     splits = [argv for argv in plan if argv[0] == "split-window"]
     assert [s[-1] for s in splits] == ["ssh b", "#{pane_id}"], "no command for the local host: tmux's shell"
     hosts = [argv[-1] for argv in plan if argv[:2] == ["set-option", "-p"]]

@@ -114,13 +114,14 @@ def tmux_plan(session: str, panes: Sequence[Pane], *, width: int, height: int) -
 
     plan = [["new-session", "-d", "-s", session, "-n", "cssh", "-x", str(width), "-y", str(height),
              *start(panes[0])],
+            # first, so a pane whose ssh fails at once (a wrong host key) stays to say why
+            ["set-option", "-w", "-t", target, "remain-on-exit", "failed"],
             ["set-option", "-p", "-t", f"{target}.0", "@host", panes[0].host]]
     for pane in panes[1:]:
         plan.append(["split-window", "-t", target, "-P", "-F", "#{pane_id}", *start(pane)])
         plan.append(["set-option", "-p", "-t", target, "@host", pane.host])
         plan.append(["select-layout", "-t", target, "tiled"])
     plan += [
-        ["set-option", "-w", "-t", target, "remain-on-exit", "failed"],
         ["set-option", "-w", "-t", target, "pane-border-status", "top"],
         ["set-option", "-w", "-t", target, "pane-border-format", " #{@host} #{?pane_dead,(closed),} "],
         ["set-option", "-t", session, "mouse", "on"],
@@ -172,15 +173,21 @@ def kill_session(socket: str, session: str) -> None:
 
 
 def open_session(socket: str, session: str, panes: Sequence[Pane], *, width: int, height: int) -> None:
-    """Carry out the plan; on any failure the half-made session is removed and the error
-    names tmux's complaint."""
-    for argv in tmux_plan(session, panes, width=width, height=height):
-        answer = _tmux(socket, argv)
-        if answer.returncode:
-            kill_session(socket, session)
-            hint = " (too many hosts for the window: use a larger terminal or fewer hosts)" \
-                if "no space" in answer.stderr else ""
-            raise StateError(f"tmux {argv[0]} failed: {answer.stderr.strip()}{hint}")
+    """Carry out the plan as one tmux command sequence; on any failure the half-made session
+    is removed and the error names tmux's complaint.
+
+    One sequence, not a tmux call per step: tmux runs a sequence's commands one after the
+    other before it looks at exited panes, so no pane can close between its split and the
+    option naming its host (with a call per step, a pane whose ssh failed at once was gone,
+    and the next ``@host`` landed on another pane)."""
+    plan = tmux_plan(session, panes, width=width, height=height)
+    sequence = [word for index, argv in enumerate(plan) for word in ([";"] if index else []) + argv]
+    answer = _tmux(socket, sequence)
+    if answer.returncode:
+        kill_session(socket, session)
+        hint = " (too many hosts for the window: use a larger terminal or fewer hosts)" \
+            if "no space" in answer.stderr else ""
+        raise StateError(f"tmux failed to make the session: {answer.stderr.strip()}{hint}")
 
 
 def attach(socket: str, session: str) -> None:
