@@ -8,10 +8,11 @@ windows, threshold durations) and for the dashboard's charts, and nothing worth 
 ``MetricsSampler`` takes one sample of everything: per node CPU %, RSS and connections
 (``Driver.node_metrics``; connections only while a role's autoscale policy names them, since
 counting them is the costly part on a local host, see ``wanted_node_metrics``), per host the
-load average (``Driver.host_metrics``), per role what its load balancer says (``DataPlanes.stats``, typed ``PlaneStats``), and external metrics (a
-Prometheus text endpoint or a command). Which figure each metric takes from a sample is the
-reader ``farmhand.registry.METRICS`` names (``controller/readings.py``). Every source is bounded in time and read
-defensively: a missing key, a silent host or a failing command leaves that metric out of the
+load average (``Driver.host_metrics``), per role what its load balancer says
+(``DataPlanes.stats``, typed ``PlaneStats``), and external metrics (a Prometheus text endpoint
+or a command). Which figure each metric takes from a sample is the reader
+``farmhand.registry.METRICS`` names (``controller/readings.py``). Every source is bounded in
+time and read defensively: a missing key, a silent host or a failing command leaves that metric out of the
 sample, which the policies read as "no opinion", never as zero.
 
 Requests per second are computed here between two samples, as requests *arriving*: the
@@ -188,7 +189,7 @@ class MetricsSampler:
         node_answers, host_answers, stats = await asyncio.gather(
             asyncio.gather(*(self._node_metrics(h, on_host[h]) for h in hosts)),
             asyncio.gather(*(_bounded(ctx.drivers[h].host_metrics()) for h in hosts)),
-            self._plane_stats())
+            self._all_plane_stats())
         per_node: dict[str, NodeMetrics] = {k: v for answer in node_answers for k, v in answer.items()}
         per_host = {h: m for h, m in zip(hosts, host_answers, strict=True) if m is not None}
         for role in ctx.spec.roles:
@@ -215,6 +216,15 @@ class MetricsSampler:
         self._external.clear()
 
     # sources ------------------------------------------------------------------------------
+
+    async def _all_plane_stats(self) -> dict[str, PlaneStats]:
+        """The planes' stats (each bounded in time by ``DataPlanes.stats``), or none when
+        reading them failed: a sample leaves out what does not answer, it never fails."""
+        try:
+            return await self._plane_stats()
+        except Exception as error:
+            log.debug("data plane stats failed: %s", error)
+            return {}
 
     async def _node_metrics(self, host: str, nodes: list[NodeRecord]) -> dict[str, NodeMetrics]:
         running = [RunningNode(n.id, n.pid or 0, n.started_at or 0.0) for n in nodes]
