@@ -1,10 +1,15 @@
-"""A status stream whose answer never starts does not leave the dashboard "connecting…" for
-ever: the page gives up on it and opens the stream again (web/stream.js).
+"""The dashboard does not stay "connecting…" for ever when its first requests go wrong.
 
-EventSource retries only after an error; a connection that stalls before its response head
-raises none. The stand-in server here (the dashboard's real files, a scripted API on
-loopback) holds the first status stream open without a word, as a stalled connection does,
-and answers the second one.
+- A status stream whose answer never starts: the page gives up on it and opens it again
+  (web/stream.js). EventSource retries only after an error; a connection that stalls before
+  its response head raises none.
+- A module that cannot be fetched (Chromium cancels requests in flight when the machine's
+  addresses change, which test hosts being made elsewhere do): the page reloads itself
+  (web/boot.js), since a failed module graph runs no code at all.
+
+The stand-in server here serves the dashboard's real files and a scripted API on loopback:
+it holds the first status stream open without a word, and (when asked) drops the first
+request for one module without an answer.
 """
 
 from __future__ import annotations
@@ -32,12 +37,18 @@ class ScriptedApi(SimpleHTTPRequestHandler):
 
     calls: dict[str, int]
     release: threading.Event
+    drop_first: str = ""
 
     def log_message(self, *args: Any) -> None:
         pass
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         path = self.path.split("?")[0]
+        if path == self.drop_first:
+            self.calls[path] = self.calls.get(path, 0) + 1
+            if self.calls[path] == 1:
+                self.close_connection = True  # no answer at all: the browser's fetch fails
+                return
         if not path.startswith("/api/"):
             self.path = self.path.removeprefix("/web")  # the page asks for /web/app.js, as the API serves it
             super().do_GET()
@@ -71,10 +82,11 @@ class ScriptedApi(SimpleHTTPRequestHandler):
 
 
 @pytest.fixture
-def scripted_api() -> Iterator[tuple[str, dict[str, int]]]:
+def scripted_api(request: pytest.FixtureRequest) -> Iterator[tuple[str, dict[str, int]]]:
     calls: dict[str, int] = {}
     release = threading.Event()
-    handler = type("Handler", (ScriptedApi,), {"calls": calls, "release": release})
+    drop = getattr(request, "param", "")
+    handler = type("Handler", (ScriptedApi,), {"calls": calls, "release": release, "drop_first": drop})
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(WEB)))
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -95,3 +107,12 @@ def test_a_status_stream_that_never_answers_is_opened_again(scripted_api: tuple[
     expect(dashboard.page.locator("#connection")).to_have_attribute("data-state", "live")
     assert calls["/api/status/stream"] >= 2, calls
     expect(dashboard.page.locator("#farm-name, h1").first).to_contain_text("stalled")
+
+
+@pytest.mark.parametrize("scripted_api", ["/web/map.js"], indirect=True)
+def test_a_module_that_failed_to_load_reloads_the_page(scripted_api: tuple[str, dict[str, int]],
+                                                         dashboard: Dashboard) -> None:
+    url, calls = scripted_api
+    dashboard.page.goto(f"{url}/index.html")
+    expect(dashboard.page.locator("#connection")).to_have_attribute("data-state", "live")
+    assert calls["/web/map.js"] >= 2, calls
